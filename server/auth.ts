@@ -1,0 +1,279 @@
+import { Agent, request } from "undici";
+import { z } from "zod";
+import { formatCookieHeader, hashCookies, pickCookies } from "../common/cookies.ts";
+import { AuthError, ServerErrorCode } from "./errors.ts";
+
+/** Identity of a valid session, as the portal's auth URL returns it. */
+export interface AuthIdentity {
+  /** User id. The socket receives the messages addressed to it. */
+  user: string;
+  /** Channels the socket receives besides the user's own messages. */
+  channels: string[];
+}
+
+/** Options of {@link PortalAuth}, named as in the server configuration. */
+export interface PortalAuthOptions {
+  authUrl: string;
+  cookieNames: readonly string[];
+  authTimeoutMs: number;
+  authCacheTtlMs: number;
+  authRejectCacheTtlMs: number;
+  /** Maximum number of cached sessions, past which the oldest goes. @defaultValue 10000 */
+  maxCacheEntries?: number;
+  /** Clock in milliseconds since the epoch, replaceable in tests. @defaultValue `Date.now` */
+  now?: () => number;
+}
+
+/**
+ * Body of a 200 from the auth URL. Each channel becomes one topic
+ * subscription per socket, so the list is bounded.
+ */
+const identitySchema = z.object({
+  user: z.string().min(1).max(256),
+  channels: z.array(z.string().min(1).max(256)).max(256),
+});
+
+/** Maximum auth response body read, in bytes. The expected JSON is far smaller. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
+
+type CacheEntry = { expiresAt: number } & (
+  | { identity: AuthIdentity; error?: undefined }
+  | { identity?: undefined; error: AuthError }
+);
+
+/**
+ * Authenticates sessions against the portal's auth URL. Only the allowed
+ * cookies are forwarded. Accepted sessions and 401/403 rejections are cached
+ * by a hash of those cookies, and concurrent calls for one session share a
+ * single request, so a reconnect storm costs the portal one call per
+ * session. Failures of the portal itself (503) are never cached.
+ */
+export class PortalAuth {
+  readonly #options: Required<PortalAuthOptions>;
+  readonly #agent: Agent;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #inFlight = new Map<string, Promise<AuthIdentity>>();
+  readonly #closeController = new AbortController();
+
+  constructor(options: PortalAuthOptions) {
+    this.#options = {
+      ...options,
+      maxCacheEntries: options.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES,
+      now: options.now ?? Date.now,
+    };
+    this.#agent = new Agent({
+      headersTimeout: options.authTimeoutMs,
+      bodyTimeout: options.authTimeoutMs,
+      connect: { timeout: options.authTimeoutMs },
+    });
+  }
+
+  /** Number of cached sessions, accepted or rejected. */
+  get cacheSize(): number {
+    return this.#cache.size;
+  }
+
+  /**
+   * Resolves the session that `cookieHeader` (a raw `Cookie` header) carries,
+   * or rejects with an AuthError whose status is 401, 403 or 503.
+   */
+  authenticate(cookieHeader: string | undefined): Promise<AuthIdentity> {
+    const jar = pickCookies(cookieHeader, this.#options.cookieNames);
+    if (jar.size === 0) {
+      const names = this.#options.cookieNames.join(", ");
+      return Promise.reject(
+        new AuthError(
+          ServerErrorCode.AUTH_MISSING,
+          401,
+          "no session cookie",
+          `request carries none of the allowed cookies (${names}); log in to the portal first`,
+        ),
+      );
+    }
+
+    const key = hashCookies(jar);
+    const cached = this.#lookup(key);
+    if (cached?.identity) return Promise.resolve(cached.identity);
+    if (cached?.error) return Promise.reject(cached.error);
+
+    let pending = this.#inFlight.get(key);
+    if (!pending) {
+      pending = this.#fetchIdentity(formatCookieHeader(jar)).then(
+        (identity) => this.#settle(key, { identity }),
+        (error: unknown) => this.#settle(key, { error: error as AuthError }),
+      );
+      this.#inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Aborts requests in flight and closes the HTTP connections to the portal. */
+  async close(): Promise<void> {
+    this.#closeController.abort();
+    await this.#agent.destroy();
+    this.#cache.clear();
+  }
+
+  #lookup(key: string): CacheEntry | undefined {
+    const entry = this.#cache.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt > this.#options.now()) return entry;
+    this.#cache.delete(key);
+    return undefined;
+  }
+
+  #settle(key: string, outcome: { identity: AuthIdentity } | { error: AuthError }): AuthIdentity {
+    this.#inFlight.delete(key);
+    if ("identity" in outcome) {
+      const expiresAt = this.#options.now() + this.#options.authCacheTtlMs;
+      this.#store(key, { identity: outcome.identity, expiresAt });
+      return outcome.identity;
+    }
+
+    const { error } = outcome;
+    if (error.code === ServerErrorCode.AUTH_REJECTED) {
+      const expiresAt = this.#options.now() + this.#options.authRejectCacheTtlMs;
+      this.#store(key, { error, expiresAt });
+    }
+    throw error;
+  }
+
+  #store(key: string, entry: CacheEntry): void {
+    if (entry.expiresAt <= this.#options.now()) return;
+    this.#cache.delete(key);
+    this.#cache.set(key, entry);
+    // A Map iterates in insertion order, so the first key is the oldest entry.
+    while (this.#cache.size > this.#options.maxCacheEntries) {
+      const oldest = this.#cache.keys().next();
+      if (oldest.done) break;
+      this.#cache.delete(oldest.value);
+    }
+  }
+
+  async #fetchIdentity(cookie: string): Promise<AuthIdentity> {
+    const { authUrl, authTimeoutMs } = this.#options;
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(authTimeoutMs),
+      this.#closeController.signal,
+    ]);
+
+    let response: Awaited<ReturnType<typeof request>>;
+    try {
+      // undici's request() does not follow redirects, so a 3xx arrives here as is.
+      response = await request(authUrl, {
+        method: "GET",
+        headers: { cookie, accept: "application/json" },
+        dispatcher: this.#agent,
+        signal,
+      });
+    } catch (error) {
+      throw requestFailure(authUrl, authTimeoutMs, error);
+    }
+
+    const { statusCode, body } = response;
+    if (statusCode !== 200) {
+      await body.dump().catch(() => undefined);
+      if (statusCode === 401 || statusCode === 403) {
+        throw new AuthError(
+          ServerErrorCode.AUTH_REJECTED,
+          statusCode,
+          `portal returned ${statusCode}`,
+          `auth URL ${authUrl} rejected the session with ${statusCode}`,
+        );
+      }
+      throw unavailable(
+        `portal returned ${statusCode}`,
+        `auth URL ${authUrl} returned ${statusCode} (expected 200, 401 or 403); check authUrl`,
+      );
+    }
+
+    return parseIdentity(authUrl, await readBody(authUrl, authTimeoutMs, body));
+  }
+}
+
+function unavailable(reason: string, message: string, cause?: unknown): AuthError {
+  return new AuthError(ServerErrorCode.AUTH_UNAVAILABLE, 503, reason, message, { cause });
+}
+
+function isTimeout(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  return (
+    error.name === "TimeoutError" ||
+    code === "UND_ERR_HEADERS_TIMEOUT" ||
+    code === "UND_ERR_BODY_TIMEOUT" ||
+    code === "UND_ERR_CONNECT_TIMEOUT"
+  );
+}
+
+function requestFailure(authUrl: string, timeoutMs: number, error: unknown): AuthError {
+  if (isTimeout(error)) {
+    return unavailable(
+      "portal timed out",
+      `auth URL ${authUrl} did not respond within ${timeoutMs} ms; ` +
+        "check the portal or raise authTimeoutMs",
+      error,
+    );
+  }
+  const detail = error instanceof Error ? error.message : String(error);
+  return unavailable(
+    "portal unreachable",
+    `auth request to ${authUrl} failed: ${detail}; check that the portal is running`,
+    error,
+  );
+}
+
+async function readBody(
+  authUrl: string,
+  timeoutMs: number,
+  body: AsyncIterable<Buffer | Uint8Array>,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      size += chunk.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        throw unavailable(
+          "invalid portal response",
+          `auth URL ${authUrl} returned a body over ${MAX_BODY_BYTES} bytes; ` +
+            'expected {"user","channels"}',
+        );
+      }
+      chunks.push(Buffer.from(chunk));
+    }
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    throw requestFailure(authUrl, timeoutMs, error);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function parseIdentity(authUrl: string, text: string): AuthIdentity {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw unavailable(
+      "invalid portal response",
+      `auth URL ${authUrl} returned 200 with a body that is not JSON; expected {"user","channels"}`,
+      error,
+    );
+  }
+
+  const result = identitySchema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const path = issue.path.length > 0 ? issue.path.join(".") : "(root)";
+      return `${path}: ${issue.message}`;
+    });
+    throw unavailable(
+      "invalid portal response",
+      `auth URL ${authUrl} returned 200 with invalid JSON (${problems.join("; ")}); ` +
+        'expected {"user","channels"}',
+    );
+  }
+  return { user: result.data.user, channels: result.data.channels };
+}

@@ -1,0 +1,80 @@
+import type { Logger } from "../common/logger.ts";
+import { doneMessageSchema, type DoneMessage } from "../protocol/message.ts";
+import { MessageError, PushServerError, ServerErrorCode } from "./errors.ts";
+
+/** Carries done messages from the workers that publish them to the push servers. */
+export interface Bus {
+  /**
+   * Validates `message` with doneMessageSchema and hands it to every
+   * subscriber. An invalid message is delivered to no subscriber, and the
+   * promise rejects with MessageError (PATPUSH_MESSAGE_INVALID).
+   */
+  publish(message: unknown): Promise<void>;
+  /** Registers `handler` for every later message and returns a function that removes it. */
+  subscribe(handler: (message: DoneMessage) => void): () => void;
+  /** Stops accepting messages and drops every subscriber. */
+  close(): Promise<void>;
+}
+
+/**
+ * Validates a message against the done-message schema. Throws MessageError,
+ * which lists every problem as `path: rule`.
+ */
+export function validateMessage(message: unknown): DoneMessage {
+  const result = doneMessageSchema.safeParse(message);
+  if (result.success) return result.data;
+
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.join(".") : "(root)";
+    return `${path}: ${issue.message}`;
+  });
+  throw new MessageError(problems);
+}
+
+/**
+ * A bus inside one process: publish calls every subscriber synchronously,
+ * so the message is handed over by the time the returned promise settles.
+ */
+export class EmbeddedBus implements Bus {
+  readonly #handlers = new Set<(message: DoneMessage) => void>();
+  readonly #logger: Logger | undefined;
+  #closed = false;
+
+  constructor(options: { logger?: Logger } = {}) {
+    this.#logger = options.logger?.child({ component: "bus" });
+  }
+
+  async publish(message: unknown): Promise<void> {
+    if (this.#closed) {
+      throw new PushServerError(
+        ServerErrorCode.BUS_CLOSED,
+        "cannot publish: the bus is closed; publish before shutting down the push server",
+      );
+    }
+
+    const valid = validateMessage(message);
+    // Copy the set, so a handler that unsubscribes does not skip its neighbour.
+    for (const handler of [...this.#handlers]) {
+      try {
+        handler(valid);
+      } catch (error) {
+        // One failing subscriber must not keep the message from the others.
+        this.#logger?.error({ err: error }, "bus subscriber failed");
+      }
+    }
+  }
+
+  subscribe(handler: (message: DoneMessage) => void): () => void {
+    // Wrap the handler, so subscribing one function twice gives two independent entries.
+    const entry = (message: DoneMessage) => handler(message);
+    this.#handlers.add(entry);
+    return () => {
+      this.#handlers.delete(entry);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#handlers.clear();
+  }
+}

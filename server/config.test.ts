@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError } from "../common/config.ts";
+import { parseServerConfig } from "./config.ts";
+
+const authUrl = "http://127.0.0.1:8480/@@patpush-auth";
+
+function problemsOf(input: unknown): string[] {
+  try {
+    parseServerConfig(input);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.code, "PATPUSH_CONFIG_INVALID");
+    return error.problems;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("server config", () => {
+  it("applies every default", () => {
+    assert.deepEqual(parseServerConfig({ authUrl }), {
+      host: "127.0.0.1",
+      port: 8481,
+      path: "/push",
+      authUrl,
+      allowedOrigins: ["http://127.0.0.1:8480"],
+      cookieNames: ["__ac"],
+      authTimeoutMs: 5000,
+      authCacheTtlMs: 10_000,
+      authRejectCacheTtlMs: 2000,
+      maxPayloadBytes: 4096,
+      maxBackpressureBytes: 1024 * 1024,
+      idleTimeoutS: 120,
+    });
+  });
+
+  it("keeps explicit allowed origins", () => {
+    const origins = ["https://portal.example", "http://[::1]:8480"];
+    const config = parseServerConfig({ authUrl, allowedOrigins: origins });
+    assert.deepEqual(config.allowedOrigins, origins);
+  });
+
+  it("accepts port 0 and idle timeout 0", () => {
+    const config = parseServerConfig({ authUrl, port: 0, idleTimeoutS: 0 });
+    assert.equal(config.port, 0);
+    assert.equal(config.idleTimeoutS, 0);
+  });
+
+  it("requires authUrl", () => {
+    assert.deepEqual(problemsOf({}), [
+      "authUrl: must be an absolute http or https URL (got missing)",
+    ]);
+  });
+
+  it("lists every bad value together", () => {
+    const problems = problemsOf({
+      authUrl: "ftp://portal.example/auth",
+      port: 70000,
+      path: "/push/",
+      allowedOrigins: ["http://portal.example/"],
+      cookieNames: ["bad name"],
+      authTimeoutMs: 0,
+      idleTimeoutS: 5,
+      maxPayloadBytes: 1.5,
+    });
+
+    const paths = problems.map((problem) => problem.split(":")[0]);
+    assert.deepEqual(paths.sort(), [
+      "allowedOrigins.0",
+      "authTimeoutMs",
+      "authUrl",
+      "cookieNames.0",
+      "idleTimeoutS",
+      "maxPayloadBytes",
+      "path",
+      "port",
+    ]);
+    assert.ok(problems.includes("idleTimeoutS: must be 0 (disabled) or 8-960 seconds (got 5)"));
+    assert.ok(
+      problems.includes(
+        "allowedOrigins.0: must be an origin: scheme://host[:port] with no path or trailing slash" +
+          ' (got "http://portal.example/")',
+      ),
+    );
+  });
+
+  it("rejects unknown options", () => {
+    const problems = problemsOf({ authUrl, authTimeout: 100 });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0] ?? "", /authTimeout/);
+  });
+
+  it("rejects an empty origin list", () => {
+    const problems = problemsOf({ authUrl, allowedOrigins: [] });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0] ?? "", /^allowedOrigins: /);
+  });
+});

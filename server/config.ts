@@ -1,0 +1,98 @@
+import { z } from "zod";
+import { parseConfig } from "../common/config.ts";
+
+/** Returns true when `value` is a serialised origin such as `http://127.0.0.1:8480`. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/** A cookie name as RFC 6265 defines it: an HTTP token. */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const originSchema = z
+  .string()
+  .refine(isOrigin, "must be an origin: scheme://host[:port] with no path or trailing slash");
+
+/**
+ * Push server options. Parse them with {@link parseServerConfig}, which
+ * applies the defaults and lists every invalid field at once.
+ */
+export const serverConfigSchema = z
+  .object({
+    /** Interface to listen on. @defaultValue "127.0.0.1" */
+    host: z.string().min(1).default("127.0.0.1"),
+    /** TCP port to listen on, or 0 for a free port. @defaultValue 8481 */
+    port: z.number().int().min(0).max(65535).default(8481),
+    /**
+     * URL path of the WebSocket endpoint; the auth check lives at `<path>/auth`.
+     * @defaultValue "/push"
+     */
+    path: z
+      .string()
+      .regex(/^(\/[A-Za-z0-9._~-]+)+$/, "must be a path such as /push, with no trailing slash")
+      .default("/push"),
+    /**
+     * Portal URL that authenticates a session: GET with the allowed cookies,
+     * returning `200 {"user", "channels"}` or 401/403. Required.
+     */
+    authUrl: z.url({ protocol: /^https?$/, error: "must be an absolute http or https URL" }),
+    /**
+     * Origins allowed to open sockets and call `<path>/auth`, compared exactly
+     * with the request's Origin header. @defaultValue the origin of `authUrl`
+     */
+    allowedOrigins: z.array(originSchema).min(1).optional(),
+    /** Cookies forwarded to `authUrl`, by name. Others are dropped. @defaultValue ["__ac"] */
+    cookieNames: z
+      .array(z.string().regex(COOKIE_NAME, "must be a cookie name (an HTTP token)"))
+      .min(1)
+      .default(["__ac"]),
+    /** Time limit of one auth request, in milliseconds. @defaultValue 5000 */
+    authTimeoutMs: z.number().int().min(1).max(60_000).default(5000),
+    /** Cache lifetime of an accepted session, in ms, or 0 for none. @defaultValue 10000 */
+    authCacheTtlMs: z.number().int().min(0).default(10_000),
+    /** Cache lifetime of a 401/403 rejection, in ms, or 0 for none. @defaultValue 2000 */
+    authRejectCacheTtlMs: z.number().int().min(0).default(2000),
+    /** Maximum inbound frame, in bytes. A larger frame closes the socket. @defaultValue 4096 */
+    maxPayloadBytes: z.number().int().min(1).max(16 * 1024 * 1024).default(4096),
+    /**
+     * Maximum send buffer of one socket, in bytes. A socket past it is
+     * dropped as a slow consumer. @defaultValue 1048576 (1 MiB)
+     */
+    maxBackpressureBytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 31 - 1)
+      .default(1024 * 1024),
+    /**
+     * Seconds without traffic before a socket is closed, or 0 for never. uWS
+     * sends pings before then, and its App.h terminates the process on a value
+     * other than 0 or 8-960. @defaultValue 120
+     */
+    idleTimeoutS: z
+      .number()
+      .int()
+      .refine((s) => s === 0 || (s >= 8 && s <= 960), "must be 0 (disabled) or 8-960 seconds")
+      .default(120),
+  })
+  .strict()
+  .transform((config) => ({
+    ...config,
+    allowedOrigins: config.allowedOrigins ?? [new URL(config.authUrl).origin],
+  }));
+
+/** Push server options after parsing, with every default applied. */
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+/** Push server options as a caller writes them, where fields with defaults are optional. */
+export type ServerConfigInput = z.input<typeof serverConfigSchema>;
+
+/** Parses push server options. Throws ConfigError (PATPUSH_CONFIG_INVALID) listing all problems. */
+export function parseServerConfig(input: unknown): ServerConfig {
+  return parseConfig("push server", serverConfigSchema, input);
+}

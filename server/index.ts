@@ -1,0 +1,22 @@
+/**
+ * The push server keeps one authenticated WebSocket per browser tab and
+ * delivers done messages from a bus to the sockets of their recipient.
+ */
+export { PortalAuth, type AuthIdentity, type PortalAuthOptions } from "./auth.ts";
+export { EmbeddedBus, validateMessage, type Bus } from "./bus.ts";
+export {
+  parseServerConfig,
+  serverConfigSchema,
+  type ServerConfig,
+  type ServerConfigInput,
+} from "./config.ts";
+export { channelTopic, userTopic } from "./delivery.ts";
+export {
+  AuthError,
+  MessageError,
+  PushServerError,
+  ServerErrorCode,
+  type RejectStatus,
+} from "./errors.ts";
+export { startPushServer, type PushServer, type PushServerOptions } from "./push-server.ts";
+export { loadUws, locateUwsBinary, type LoadUwsOptions, type Uws, type UwsBinary } from "./uws.ts";
