@@ -119,10 +119,13 @@ export async function startFixtureServer(
 
 /**
  * Returns an HTML page that loads the event recorder and then the bundle in
- * its head; `recordTypes` are recorded from before the bundle runs.
+ * its head; `recordTypes` are recorded from before the bundle runs. The
+ * empty icon stops Chromium from requesting /favicon.ico at a moment no test
+ * controls, which would otherwise show up in a fixture's `requests`.
  */
 export function pageHtml(body: string, recordTypes: readonly string[] = []): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>patpush test</title>
+<link rel="icon" href="data:,">
 <script>${RECORDER_SCRIPT}
 recordEvents(${JSON.stringify(recordTypes)});</script>
 <script src="/patpush.js"></script></head>

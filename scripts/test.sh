@@ -25,8 +25,9 @@ install_chromium() {
   fi
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "test: installing Debian's chromium package"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      echo "test: apt-get could not install chromium" >&2
+    fi
   fi
   if [ ! -x "$chromium_path" ]; then
     echo "test: Chromium not found at $chromium_path." >&2

@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { PatpushError } from "../../protocol/errors.ts";
 
+/** Default port of the portal. */
+export const DEFAULT_PORTAL_PORT = 8480;
+
+/** Default port of the push server. */
+export const DEFAULT_PUSH_PORT = 8481;
+
 /** Default upload limit per file, in bytes (10 MiB). */
 export const DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 
@@ -8,9 +14,12 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 export const demoConfigSchema = z
   .object({
     /** Port of the portal; 0 picks a free one. @defaultValue 8480 */
-    portalPort: z.number().int().min(0).max(65535).default(8480),
-    /** Port of the push server; 0 picks a free one. @defaultValue 8481 */
-    pushPort: z.number().int().min(0).max(65535).default(8481),
+    portalPort: z.number().int().min(0).max(65535).default(DEFAULT_PORTAL_PORT),
+    /**
+     * Port of the push server; 0 picks a free one. Any other value must differ
+     * from portalPort. @defaultValue 8481
+     */
+    pushPort: z.number().int().min(0).max(65535).default(DEFAULT_PUSH_PORT),
     /** Address both servers listen on. @defaultValue "127.0.0.1" */
     host: z.string().min(1).default("127.0.0.1"),
     /** Folder for uploads and thumbnails; a fresh temporary folder, removed on close, when absent. */
@@ -24,7 +33,11 @@ export const demoConfigSchema = z
     /** Build dist/patpush.js at startup when it is missing or stale. @defaultValue true */
     buildBundle: z.boolean().default(true),
   })
-  .strict();
+  .strict()
+  .refine((config) => config.pushPort === 0 || config.pushPort !== config.portalPort, {
+    message: "must differ from portalPort, because each server needs its own port",
+    path: ["pushPort"],
+  });
 
 export type DemoConfig = z.infer<typeof demoConfigSchema>;
 export type DemoConfigInput = z.input<typeof demoConfigSchema>;

@@ -60,13 +60,23 @@ export function redirect(
   res.end();
 }
 
+/** Returns the media type of the request body in lower case, without parameters, or "". */
+export function mediaTypeOf(req: IncomingMessage): string {
+  return (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+/** Returns true when the request body is an `application/x-www-form-urlencoded` form. */
+export function isFormBody(req: IncomingMessage): boolean {
+  return mediaTypeOf(req) === "application/x-www-form-urlencoded";
+}
+
 /**
  * Reads an `application/x-www-form-urlencoded` body of at most
  * MAX_FORM_BYTES. Throws HttpError 415 for another content type and 413 for
  * a larger body.
  */
 export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+  const type = mediaTypeOf(req);
   if (type !== "application/x-www-form-urlencoded") {
     req.resume();
     throw new HttpError(
@@ -89,10 +99,40 @@ export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
 }
 
-/** Returns a local path to go back to after login, or `/workspace` for anything else. */
-export function safeReturnPath(value: string | null | undefined): string {
-  if (!value || !value.startsWith("/") || value.startsWith("//") || value.includes("\\")) {
-    return "/workspace";
+/** Page a login returns to when `came_from` is missing or rejected. */
+export const DEFAULT_RETURN_PATH = "/workspace";
+
+/** Longest `came_from` accepted, in characters; a longer one gives DEFAULT_RETURN_PATH. */
+export const MAX_RETURN_PATH_CHARS = 2048;
+
+/**
+ * A path of printable ASCII (0x21-0x7E) without a backslash that starts with
+ * exactly one slash. The WHATWG URL parser that browsers use drops tabs and
+ * newlines and reads `\` as `/` in http URLs, so `/\t/host` or `/\\host`
+ * would lead to another site.
+ */
+const RETURN_PATH_PATTERN = /^\/(?!\/)[\x21-\x5b\x5d-\x7e]*$/;
+
+/**
+ * Returns the path and query to go back to after login when `value` is a path
+ * on `origin`, or DEFAULT_RETURN_PATH for anything else. The value is checked
+ * character by character, then resolved against `origin` to confirm that the
+ * origin stays the same and that the resolved path does not start with `//`
+ * (`/.//host` resolves to the path `//host`). The fragment is dropped.
+ */
+export function safeReturnPath(value: string | null | undefined, origin: string): string {
+  if (!value || value.length > MAX_RETURN_PATH_CHARS || !RETURN_PATH_PATTERN.test(value)) {
+    return DEFAULT_RETURN_PATH;
   }
-  return value;
+
+  let resolved: URL;
+  try {
+    resolved = new URL(value, origin);
+  } catch {
+    return DEFAULT_RETURN_PATH;
+  }
+  if (resolved.origin !== new URL(origin).origin || resolved.pathname.startsWith("//")) {
+    return DEFAULT_RETURN_PATH;
+  }
+  return resolved.pathname + resolved.search;
 }

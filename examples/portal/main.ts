@@ -2,7 +2,7 @@
 // task runner in one process until SIGINT or SIGTERM.
 import { createLogger } from "../../common/logger.ts";
 import { startDemo, type Demo } from "./app.ts";
-import { PortInUseError } from "./config.ts";
+import { DEFAULT_PORTAL_PORT, DEFAULT_PUSH_PORT, PortInUseError } from "./config.ts";
 import { DEMO_LOGINS } from "./users.ts";
 
 const PORT_VARIABLES = { portal: "PATPUSH_PORTAL_PORT", push: "PATPUSH_PUSH_PORT" } as const;
@@ -20,15 +20,32 @@ function portFromEnv(name: string): number | undefined {
   return port;
 }
 
+/** Exits with status 2 when both servers would listen on the same non-zero port. */
+function requireDistinctPorts(portalPort: number | undefined, pushPort: number | undefined): void {
+  const portal = portalPort ?? DEFAULT_PORTAL_PORT;
+  const push = pushPort ?? DEFAULT_PUSH_PORT;
+  if (portal === 0 || portal !== push) return;
+
+  const describePort = (name: string, port: number | undefined, fallback: number): string =>
+    port === undefined ? `${name} is unset (default ${fallback})` : `${name}=${port}`;
+  const portalText = describePort(PORT_VARIABLES.portal, portalPort, DEFAULT_PORTAL_PORT);
+  const pushText = describePort(PORT_VARIABLES.push, pushPort, DEFAULT_PUSH_PORT);
+  console.error(
+    `the portal and the push server need different ports, but ${portalText} and ${pushText}; ` +
+      "set one of them to another port",
+  );
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
+  const portalPort = portFromEnv(PORT_VARIABLES.portal);
+  const pushPort = portFromEnv(PORT_VARIABLES.push);
+  requireDistinctPorts(portalPort, pushPort);
+
   const logger = createLogger();
   let demo: Demo;
   try {
-    demo = await startDemo({
-      portalPort: portFromEnv(PORT_VARIABLES.portal),
-      pushPort: portFromEnv(PORT_VARIABLES.push),
-      logger,
-    });
+    demo = await startDemo({ portalPort, pushPort, logger });
   } catch (err) {
     if (err instanceof PortInUseError) {
       const variable = PORT_VARIABLES[err.server];

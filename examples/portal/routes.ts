@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "../../common/logger.ts";
 import { requestOrigin, type PortalServices, type RequestContext } from "./context.ts";
 import { checkPushAuth, showLogin, submitLogin, submitLogout } from "./handlers/account.ts";
 import { makeDocumentPreview, sendThumbnail, showPreview } from "./handlers/documents.ts";
@@ -59,12 +60,17 @@ function sendError(ctx: RequestContext, err: unknown): void {
   const status = err instanceof HttpError ? err.status : 500;
   const message =
     err instanceof HttpError ? err.message : "the portal failed to handle this request";
-  if (status >= 500) ctx.log.error({ err, path: ctx.url.pathname }, "request failed");
+  if (status >= 500) {
+    ctx.log.error({ err, method: ctx.req.method, path: ctx.url.pathname }, "request failed");
+  }
 
   if (ctx.res.headersSent) {
     ctx.res.destroy();
     return;
   }
+  // writeHead sets the status text before it checks the headers, so a call
+  // that threw (e.g. on a CR LF in Location) would leave "See Other" behind.
+  ctx.res.statusMessage = "";
   const headers = err instanceof HttpError ? err.headers : {};
   if (ctx.url.pathname === "/patpush/auth") {
     sendJson(ctx.res, status, {});
@@ -75,45 +81,106 @@ function sendError(ctx: RequestContext, err: unknown): void {
   }
 }
 
-/** Returns the portal's `request` listener. */
+/** Returns the URL of the request target, or undefined when it cannot be parsed. */
+function parseTarget(target: string, base: string): URL | undefined {
+  try {
+    return new URL(target, base);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Routes one request and runs its handler. Any error the handler throws ends in sendError. */
+async function handleRequest(
+  services: PortalServices,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const startedAt = performance.now();
+  const log = services.logger.child({ reqId: randomUUID().slice(0, 8) });
+  const url = parseTarget(req.url ?? "/", services.settings.canonicalOrigin);
+  if (url === undefined) {
+    // Node passes an absolute-form target such as `http://[::1` through unparsed.
+    log.debug({ method: req.method, target: req.url?.slice(0, 200) }, "invalid request target");
+    req.resume();
+    sendText(res, 400, "invalid request target");
+    return;
+  }
+
+  const { route, params, allowed } = matchRoute(req.method ?? "GET", url.pathname);
+  const ctx: RequestContext = {
+    req,
+    res,
+    url,
+    origin: requestOrigin(req, services.settings),
+    params,
+    log,
+    services,
+  };
+
+  res.on("finish", () => {
+    const durationMs = Math.round(performance.now() - startedAt);
+    log.debug(
+      { method: req.method, path: url.pathname, status: res.statusCode, durationMs },
+      "request handled",
+    );
+  });
+
+  if (route === undefined) {
+    const error =
+      allowed.length > 0
+        ? new HttpError(405, `${req.method} is not allowed here`, { Allow: allowed.join(", ") })
+        : new HttpError(404, `${url.pathname} not found`);
+    req.resume();
+    sendError(ctx, error);
+    return;
+  }
+
+  try {
+    await route.handler(ctx);
+  } catch (err) {
+    sendError(ctx, err);
+  }
+}
+
+/**
+ * Ends a request whose handling threw outside the handlers' error path, for
+ * example inside sendError. Sends 500 when no header has been sent and
+ * destroys the socket otherwise. Logs the error, the method and the path,
+ * never the headers.
+ */
+function answerUnexpectedError(
+  logger: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: unknown,
+): void {
+  const path = req.url?.split("?")[0]?.slice(0, 200);
+  logger.error({ err, method: req.method, path }, "request handling failed");
+  try {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.statusMessage = "";
+    req.resume();
+    sendText(res, 500, "the portal failed to handle this request");
+  } catch (sendErr) {
+    logger.error({ err: sendErr }, "error response failed");
+    res.destroy();
+  }
+}
+
+/**
+ * Returns the portal's `request` listener. An error thrown while routing or
+ * handling ends in an error response and a log line instead of escaping.
+ */
 export function createRequestListener(
   services: PortalServices,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const startedAt = performance.now();
-    const url = new URL(req.url ?? "/", services.settings.canonicalOrigin);
-    const log = services.logger.child({ reqId: randomUUID().slice(0, 8) });
-    const { route, params, allowed } = matchRoute(req.method ?? "GET", url.pathname);
-    const ctx: RequestContext = {
-      req,
-      res,
-      url,
-      origin: requestOrigin(req, services.settings),
-      params,
-      log,
-      services,
-    };
-
-    res.on("finish", () => {
-      const durationMs = Math.round(performance.now() - startedAt);
-      log.debug(
-        { method: req.method, path: url.pathname, status: res.statusCode, durationMs },
-        "request handled",
-      );
-    });
-
-    if (route === undefined) {
-      const error =
-        allowed.length > 0
-          ? new HttpError(405, `${req.method} is not allowed here`, { Allow: allowed.join(", ") })
-          : new HttpError(404, `${url.pathname} not found`);
-      req.resume();
-      sendError(ctx, error);
-      return;
-    }
-
-    Promise.resolve()
-      .then(() => route.handler(ctx))
-      .catch((err: unknown) => sendError(ctx, err));
+    handleRequest(services, req, res).catch((err: unknown) =>
+      answerUnexpectedError(services.logger, req, res, err),
+    );
   };
 }

@@ -1,39 +1,49 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { HttpError } from "./http.ts";
-import { receiveUpload, type ReceivedFile } from "./uploads.ts";
+import { waitFor, waitUntil } from "./testing.ts";
+import { receiveUpload, UploadAbortedError, type ReceivedFile } from "./uploads.ts";
 
 const VALID = "a".repeat(64);
+
+const MAX_FILE_BYTES = 1024;
 
 let dir: string;
 let server: Server;
 let baseUrl: string;
+let maxFileBytes: number;
 let lastResult: { files?: ReceivedFile[]; error?: unknown };
+/** Resolves once receiveUpload of the latest request has settled. */
+let settled: Promise<void>;
+let markSettled: () => void;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "patpush-uploads-"));
   server = createServer((req, res) => {
     receiveUpload(req, {
-      maxFileBytes: 1024,
+      maxFileBytes,
       maxFiles: 2,
       tmpDir: dir,
       verifyAuthenticator: (value) => value === VALID,
-    }).then(
-      (files) => {
-        lastResult = { files };
-        res.writeHead(200).end();
-      },
-      (error: unknown) => {
-        lastResult = { error };
-        const status = error instanceof HttpError ? error.status : 500;
-        res.writeHead(status, error instanceof HttpError ? error.headers : {}).end();
-      },
-    );
+    })
+      .then(
+        (files) => {
+          lastResult = { files };
+          res.writeHead(200).end();
+        },
+        (error: unknown) => {
+          lastResult = { error };
+          if (error instanceof UploadAbortedError) return;
+          const status = error instanceof HttpError ? error.status : 500;
+          res.writeHead(status, error instanceof HttpError ? error.headers : {}).end();
+        },
+      )
+      .finally(() => markSettled());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -47,6 +57,8 @@ after(async () => {
 
 beforeEach(async () => {
   lastResult = {};
+  maxFileBytes = MAX_FILE_BYTES;
+  settled = new Promise((resolve) => (markSettled = resolve));
   for (const name of await readdir(dir)) await rm(join(dir, name), { force: true });
 });
 
@@ -170,6 +182,142 @@ describe("receive upload", () => {
     });
 
     assert.equal(response.status, 415);
-    assert.equal(errorOf().message, "expected a multipart/form-data upload");
+    assert.equal(errorOf().message, "expected a multipart/form-data upload, got text/plain");
+  });
+
+  it("rejects a urlencoded form", async () => {
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: new URLSearchParams({ _authenticator: VALID, file: "a.txt" }),
+    });
+
+    assert.equal(response.status, 415);
+    assert.equal(
+      errorOf().message,
+      "expected a multipart/form-data upload, got application/x-www-form-urlencoded",
+    );
+  });
+
+  it("rejects multipart without boundary", async () => {
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: "x",
+      headers: { "content-type": "multipart/form-data" },
+    });
+
+    assert.equal(response.status, 403);
+    assert.equal(
+      errorOf().message,
+      "missing or invalid _authenticator; reload the page and try again",
+    );
+  });
+
+  it("rejects a malformed body after authenticator", async () => {
+    const boundary = "patpush-test-boundary";
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: [
+        `--${boundary}`,
+        'Content-Disposition: form-data; name="_authenticator"',
+        "",
+        VALID,
+        `--${boundary}`,
+        'Content-Disposition: form-data; name="file"; filename="cut.txt"',
+        "",
+        "the body ends without a closing boundary",
+      ].join("\r\n"),
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+    });
+
+    assert.equal(response.status, 400);
+    assert.equal(errorOf().message, "the multipart body is malformed");
+    assert.deepEqual(await readdir(dir), []);
+  });
+
+  it("rejects a body without authenticator", async () => {
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: form([["note", "no file"]]),
+    });
+
+    assert.equal(response.status, 403);
+    assert.equal(
+      errorOf().message,
+      "missing or invalid _authenticator; reload the page and try again",
+    );
+  });
+});
+
+describe("receive upload size limit", () => {
+  it("accepts a file of exactly the limit", async () => {
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: form([
+        ["_authenticator", VALID],
+        ["file", new Blob(["x".repeat(MAX_FILE_BYTES)]), "exact.txt"],
+      ]),
+    });
+
+    assert.equal(response.status, 200);
+    const [file] = lastResult.files ?? [];
+    assert.equal(file?.sizeBytes, MAX_FILE_BYTES);
+    assert.equal((await stat(file?.tmpPath ?? "")).size, MAX_FILE_BYTES);
+  });
+
+  it("rejects one byte over the limit", async () => {
+    const response = await fetch(baseUrl, {
+      method: "POST",
+      body: form([
+        ["_authenticator", VALID],
+        ["file", new Blob(["x".repeat(MAX_FILE_BYTES + 1)]), "over.txt"],
+      ]),
+    });
+
+    assert.equal(response.status, 413);
+    assert.equal(errorOf().message, `over.txt is larger than ${MAX_FILE_BYTES} bytes`);
+    assert.deepEqual(await readdir(dir), []);
+  });
+});
+
+describe("receive upload abort", () => {
+  it("deletes the partial file and rejects", async () => {
+    maxFileBytes = 1024 * 1024;
+    const boundary = "patpush-test-boundary";
+    const socket = connect(Number(new URL(baseUrl).port), "127.0.0.1");
+    socket.on("error", () => {});
+    socket.write(
+      [
+        "POST / HTTP/1.1",
+        "Host: 127.0.0.1",
+        `Content-Type: multipart/form-data; boundary=${boundary}`,
+        "Content-Length: 1000000",
+        "",
+        `--${boundary}`,
+        'Content-Disposition: form-data; name="_authenticator"',
+        "",
+        VALID,
+        `--${boundary}`,
+        'Content-Disposition: form-data; name="file"; filename="partial.txt"',
+        "",
+        "x".repeat(50 * 1024),
+      ].join("\r\n"),
+    );
+
+    const savedBytes = async (): Promise<number> => {
+      const [name] = await readdir(dir);
+      if (name === undefined) return 0;
+      return (await stat(join(dir, name)).catch(() => ({ size: 0 }))).size;
+    };
+    await waitUntil(async () => (await savedBytes()) > 0, "the partial file on disk");
+    socket.destroy();
+
+    await waitFor(settled, "receiveUpload to settle after the abort");
+    assert.ok(lastResult.error instanceof UploadAbortedError);
+    assert.equal(lastResult.error.status, 400);
+    assert.equal(
+      lastResult.error.message,
+      "the client closed the connection before the upload finished",
+    );
+    assert.deepEqual(await readdir(dir), []);
   });
 });

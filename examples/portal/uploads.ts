@@ -8,7 +8,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { AUTHENTICATOR_FIELD } from "./authenticator.ts";
 import { SNIFF_BYTES } from "./file-types.ts";
-import { HttpError } from "./http.ts";
+import { HttpError, mediaTypeOf } from "./http.ts";
 
 /** A file part of an upload, saved to a temporary path. */
 export interface ReceivedFile {
@@ -69,13 +69,65 @@ export async function discardFiles(files: readonly { tmpPath: string }[]): Promi
 }
 
 /**
+ * The rejection of an upload whose client closed the connection before the
+ * body ended. No response can reach that client.
+ */
+export class UploadAbortedError extends HttpError {
+  constructor() {
+    super(400, "the client closed the connection before the upload finished");
+    this.name = "UploadAbortedError";
+  }
+}
+
+function authenticatorError(): HttpError {
+  return new HttpError(
+    403,
+    `missing or invalid ${AUTHENTICATOR_FIELD}; reload the page and try again`,
+  );
+}
+
+/**
+ * Creates the busboy parser. Throws HttpError 415 for a body that is not
+ * multipart/form-data, and 403 when busboy rejects the Content-Type (e.g. no
+ * boundary), because then no `_authenticator` can be read from the body.
+ */
+function createParser(req: IncomingMessage, options: ReceiveUploadOptions): busboy.Busboy {
+  const type = mediaTypeOf(req);
+  if (type !== "multipart/form-data") {
+    const got = type || "no body type";
+    throw new HttpError(415, `expected a multipart/form-data upload, got ${got}`);
+  }
+  try {
+    return busboy({
+      headers: req.headers,
+      defParamCharset: "utf8",
+      limits: {
+        // busboy 1.6 emits 'limit' as soon as a file reaches `fileSize` bytes,
+        // so one byte more lets a file of exactly maxFileBytes through.
+        fileSize: options.maxFileBytes + 1,
+        files: options.maxFiles,
+        fields: 20,
+        fieldSize: 4096,
+      },
+    });
+  } catch {
+    throw authenticatorError();
+  }
+}
+
+/**
  * Receives a multipart/form-data upload and saves its files to `tmpDir`.
  *
  * The `_authenticator` field must come before the first file part, as it
  * does in the portal's form: a file part that arrives before a valid one
- * fails the upload with 403 before any byte of it is written. Parts with an
- * empty filename (a file input left empty) are skipped. On any failure every
- * saved file is deleted and the promise rejects with an HttpError.
+ * fails the upload with 403 before any byte of it is written. A body without
+ * a valid one fails with 403 too, even when it has no file or is malformed.
+ * Parts with an empty filename (a file input left empty) are skipped.
+ *
+ * On any failure every saved file is deleted and the promise rejects with an
+ * HttpError: 415 for another body type, 413 over a limit, 400 for a body
+ * malformed after a valid `_authenticator`, and UploadAbortedError when the
+ * client disconnects before the body ends.
  */
 export async function receiveUpload(
   req: IncomingMessage,
@@ -83,19 +135,10 @@ export async function receiveUpload(
 ): Promise<ReceivedFile[]> {
   let parser: busboy.Busboy;
   try {
-    parser = busboy({
-      headers: req.headers,
-      defParamCharset: "utf8",
-      limits: {
-        fileSize: options.maxFileBytes,
-        files: options.maxFiles,
-        fields: 20,
-        fieldSize: 4096,
-      },
-    });
-  } catch {
+    parser = createParser(req, options);
+  } catch (err) {
     req.resume();
-    throw new HttpError(415, "expected a multipart/form-data upload");
+    throw err;
   }
   await mkdir(options.tmpDir, { recursive: true });
 
@@ -104,9 +147,13 @@ export async function receiveUpload(
     const writes: Promise<void>[] = [];
     const openStreams = new Set<Readable>();
     let authenticated = false;
+    let settling = false;
     let failure: HttpError | undefined;
 
+    // Runs once, after the parser finished or on the first failure.
     const settle = async (): Promise<void> => {
+      if (settling) return;
+      settling = true;
       const results = await Promise.allSettled(writes);
       const writeFailed = results.some((result) => result.status === "rejected");
       if (failure === undefined && !writeFailed) {
@@ -118,13 +165,21 @@ export async function receiveUpload(
     };
 
     const fail = (error: HttpError): void => {
-      if (failure !== undefined) return;
+      if (failure !== undefined || settling) return;
       failure = error;
       req.unpipe(parser);
       req.resume();
       for (const stream of openStreams) stream.destroy();
       void settle();
     };
+
+    // A request that closes before its body was read to the end was aborted
+    // by the client (or destroyed by a server timeout), and the parser would
+    // wait for the rest forever.
+    const onRequestClose = (): void => {
+      if (!req.readableEnded) fail(new UploadAbortedError());
+    };
+    req.once("close", onRequestClose);
 
     parser.on("field", (name, value) => {
       if (name === AUTHENTICATOR_FIELD) authenticated = options.verifyAuthenticator(value);
@@ -137,12 +192,7 @@ export async function receiveUpload(
       }
       if (!authenticated) {
         stream.resume();
-        fail(
-          new HttpError(
-            403,
-            `missing or invalid ${AUTHENTICATOR_FIELD}; reload the page and try again`,
-          ),
-        );
+        fail(authenticatorError());
         return;
       }
 
@@ -174,11 +224,17 @@ export async function receiveUpload(
         }),
       );
     });
-    parser.on("error", () => fail(new HttpError(400, "the multipart body is malformed")));
+    // Before a valid `_authenticator` a malformed body counts as one without it.
+    parser.on("error", () => {
+      const malformed = new HttpError(400, "the multipart body is malformed");
+      fail(authenticated ? malformed : authenticatorError());
+    });
     parser.on("close", () => {
-      if (failure === undefined) void settle();
+      if (!authenticated) fail(authenticatorError());
+      void settle();
     });
 
     req.pipe(parser);
+    if (req.destroyed) onRequestClose();
   });
 }

@@ -1,7 +1,7 @@
 /**
  * HTML handling for injection: inert parsing, selector queries that never
- * throw, the pat-inject selector modifiers, and the clean-up applied to
- * every fragment before it enters the page.
+ * throw, and the pat-inject selector modifiers. The clean-up applied to
+ * every fragment before it enters the page is in active-content.ts.
  */
 
 /** Position of a source's nodes relative to a target. */
@@ -23,9 +23,6 @@ export interface TargetSpec {
 
 const SOURCE_MODIFIERS = /^(.*?)(::element)?$/s;
 const TARGET_MODIFIERS = /^(.*?)(::element)?(::before|::after)?$/s;
-
-/** Attributes that hold a URL a browser may navigate to or load. */
-const URL_ATTRIBUTES = ["href", "src", "action", "formaction", "xlink:href", "data", "poster"];
 
 /** Splits `#id::element` into its selector and modifier. */
 export function parseSourceSpec(text: string): SourceSpec {
@@ -73,58 +70,6 @@ export function selectorFromHash(hash: string): string | undefined {
     // A malformed escape stays as written, and then the id simply does not match.
   }
   return `#${CSS.escape(decoded)}`;
-}
-
-function isScriptUrl(value: string): boolean {
-  // Browsers ignore ASCII whitespace and control characters inside the scheme.
-  const compact = value.replace(/[\u0000-\u0020]/g, "").toLowerCase();
-  return compact.startsWith("javascript:") || compact.startsWith("vbscript:");
-}
-
-function cleanElement(element: Element): void {
-  for (const attribute of Array.from(element.attributes)) {
-    const name = attribute.name.toLowerCase();
-    const isHandler = name.startsWith("on");
-    const isScriptLink = URL_ATTRIBUTES.includes(name) && isScriptUrl(attribute.value);
-    if (isHandler || isScriptLink || name === "srcdoc") element.removeAttribute(attribute.name);
-  }
-}
-
-function cleanTree(root: ParentNode): void {
-  for (const script of Array.from(root.querySelectorAll("script"))) script.remove();
-  for (const element of Array.from(root.querySelectorAll("*"))) {
-    cleanElement(element);
-    // Template content is a separate fragment that querySelectorAll does not enter.
-    if (element.localName === "template") cleanTree((element as HTMLTemplateElement).content);
-  }
-}
-
-/**
- * Returns `nodes` without what would run script once they enter the page:
- * `<script>` elements, `on*` event handler attributes, `javascript:` and
- * `vbscript:` URLs, and `srcdoc`. Call it on nodes of an inert document,
- * before they are imported into the page, because an imported image starts
- * loading (and could fire `onerror`) before it is even inserted.
- * This is defence in depth for HTML from the portal itself, not a
- * sanitizer for HTML written by untrusted users: styles, forms and other
- * markup stay as they are.
- */
-export function withoutActiveContent(nodes: readonly Node[]): Node[] {
-  const kept: Node[] = [];
-  for (const node of nodes) {
-    if (node.nodeType !== Node.ELEMENT_NODE) {
-      kept.push(node);
-      continue;
-    }
-    const element = node as Element;
-    if (element.localName === "script") continue;
-
-    cleanElement(element);
-    cleanTree(element);
-    if (element.localName === "template") cleanTree((element as HTMLTemplateElement).content);
-    kept.push(element);
-  }
-  return kept;
 }
 
 /** Puts `nodes` into the page relative to `target` and returns them. */

@@ -8,6 +8,7 @@
  * of replacing.
  */
 import { getLogger } from "../../client/log.ts";
+import { withoutActiveContent } from "./active-content.ts";
 import { emit, PushEvent } from "./events.ts";
 import {
   parseHtml,
@@ -16,7 +17,6 @@ import {
   placeNodes,
   querySafely,
   selectorFromHash,
-  withoutActiveContent,
   type SourceSpec,
   type TargetSpec,
 } from "./fragment.ts";

@@ -3,20 +3,25 @@ import { readForm, redirect, safeReturnPath, sendHtml, sendJson } from "../http.
 import { loginPage } from "../pages.ts";
 import { expiredSessionCookie, sessionCookie } from "../sessions.ts";
 import { checkPassword } from "../users.ts";
-import { requireAuthenticator, requireSession } from "./guards.ts";
+import { readAuthenticatedForm, requireSession } from "./guards.ts";
 
 /** The channels every logged-in user receives besides their own messages. */
 export const USER_CHANNELS = ["site"];
 
 /** GET /login: the login form. */
 export function showLogin(ctx: RequestContext): void {
-  sendHtml(ctx.res, 200, loginPage(safeReturnPath(ctx.url.searchParams.get("came_from"))));
+  const cameFrom = safeReturnPath(ctx.url.searchParams.get("came_from"), ctx.origin);
+  sendHtml(ctx.res, 200, loginPage(cameFrom));
 }
 
-/** POST /login: checks the password, starts a session and sets the `__ac` cookie. */
+/**
+ * POST /login: checks the password, starts a session and sets the `__ac`
+ * cookie. `came_from` is reduced to a same-origin path before the session
+ * exists, so no value of it can fail the redirect after the session is made.
+ */
 export async function submitLogin(ctx: RequestContext): Promise<void> {
   const form = await readForm(ctx.req);
-  const cameFrom = safeReturnPath(form.get("came_from"));
+  const cameFrom = safeReturnPath(form.get("came_from"), ctx.origin);
   const user = checkPassword(form.get("login") ?? "", form.get("password") ?? "");
 
   if (user === undefined) {
@@ -35,8 +40,7 @@ export async function submitLogout(ctx: RequestContext): Promise<void> {
   const session = requireSession(ctx);
   if (session === undefined) return;
 
-  const form = await readForm(ctx.req);
-  requireAuthenticator(ctx, session, form.get("_authenticator"));
+  await readAuthenticatedForm(ctx, session);
 
   ctx.services.sessions.delete(session.token);
   ctx.log.info({ user: session.user }, "user logged out");

@@ -1,13 +1,12 @@
 import { createReadStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AUTHENTICATOR_FIELD } from "../authenticator.ts";
 import { trustedOrigin, type RequestContext } from "../context.ts";
-import { HttpError, readForm, sendHtml, sendJson } from "../http.ts";
+import { HttpError, sendHtml, sendJson } from "../http.ts";
 import { previewDoneSnippet, previewPage } from "../pages.ts";
 import { makePreview } from "../previews.ts";
 import {
   pageUserOf,
-  requireAuthenticator,
+  readAuthenticatedForm,
   requireOwnedDocument,
   requireSession,
 } from "./guards.ts";
@@ -27,8 +26,7 @@ export async function makeDocumentPreview(ctx: RequestContext): Promise<void> {
   const session = requireSession(ctx);
   if (session === undefined) return;
 
-  const form = await readForm(ctx.req);
-  requireAuthenticator(ctx, session, form.get(AUTHENTICATOR_FIELD));
+  const form = await readAuthenticatedForm(ctx, session);
   const document = requireOwnedDocument(ctx, session);
 
   const { bus, documents, settings } = ctx.services;

@@ -1,7 +1,7 @@
 import { AUTHENTICATOR_FIELD } from "../authenticator.ts";
 import type { RequestContext } from "../context.ts";
 import type { PortalDocument } from "../documents.ts";
-import { HttpError, redirect } from "../http.ts";
+import { HttpError, isFormBody, mediaTypeOf, readForm, redirect } from "../http.ts";
 import type { PageUser } from "../pages.ts";
 import type { Session } from "../sessions.ts";
 
@@ -32,13 +32,35 @@ export function requireAuthenticator(
   if (ctx.services.authenticator.verify(session.token, value)) return;
 
   ctx.log.warn(
-    { user: session.user, path: ctx.url.pathname, fieldPresent: value !== null },
+    {
+      user: session.user,
+      path: ctx.url.pathname,
+      bodyType: mediaTypeOf(ctx.req),
+      fieldPresent: value !== null,
+    },
     "authenticator rejected",
   );
   throw new HttpError(
     403,
     `missing or invalid ${AUTHENTICATOR_FIELD}; reload the page and try again`,
   );
+}
+
+/**
+ * Reads the urlencoded form of a POST that changes state and checks its
+ * `_authenticator`. A body of any other type cannot carry the field, so it
+ * is drained and gets 403 as well, not 415. Throws HttpError 413 for a form
+ * over MAX_FORM_BYTES and 403 for a missing or wrong authenticator.
+ */
+export async function readAuthenticatedForm(
+  ctx: RequestContext,
+  session: Session,
+): Promise<URLSearchParams> {
+  const form = isFormBody(ctx.req) ? await readForm(ctx.req) : undefined;
+  if (form === undefined) ctx.req.resume();
+
+  requireAuthenticator(ctx, session, form?.get(AUTHENTICATOR_FIELD) ?? null);
+  return form ?? new URLSearchParams();
 }
 
 /** Returns what the page layout needs to know about the session. */

@@ -1,13 +1,18 @@
 import { join } from "node:path";
-import { AUTHENTICATOR_FIELD } from "../authenticator.ts";
 import { socketUrlFor, type RequestContext } from "../context.ts";
 import type { PortalDocument } from "../documents.ts";
 import { ACCEPTED_UPLOADS_TEXT, detectFileType } from "../file-types.ts";
-import { HttpError, readForm, redirect, sendHtml, sendJson } from "../http.ts";
+import { HttpError, mediaTypeOf, redirect, sendHtml, sendJson } from "../http.ts";
 import { workspacePage } from "../pages.ts";
-import { discardFiles, receiveUpload } from "../uploads.ts";
+import type { Session } from "../sessions.ts";
+import {
+  discardFiles,
+  receiveUpload,
+  UploadAbortedError,
+  type ReceivedFile,
+} from "../uploads.ts";
 import { USER_CHANNELS } from "./account.ts";
-import { pageUserOf, requireAuthenticator, requireSession } from "./guards.ts";
+import { pageUserOf, readAuthenticatedForm, requireSession } from "./guards.ts";
 
 /** Name of the task that makes a document's preview; the dispatcher sends it as X-Task-Name. */
 export const PREVIEW_TASK_NAME = "make-preview";
@@ -31,22 +36,54 @@ export function showWorkspace(ctx: RequestContext): void {
 }
 
 /**
+ * Receives the files of an upload, or returns undefined after logging an
+ * upload that the client aborted, which gets no response.
+ */
+async function receiveFiles(
+  ctx: RequestContext,
+  session: Session,
+): Promise<ReceivedFile[] | undefined> {
+  const { authenticator, settings } = ctx.services;
+  try {
+    return await receiveUpload(ctx.req, {
+      maxFileBytes: settings.maxUploadBytes,
+      maxFiles: settings.maxFilesPerUpload,
+      tmpDir: join(settings.dataDir, "incoming"),
+      verifyAuthenticator: (value) => authenticator.verify(session.token, value),
+    });
+  } catch (err) {
+    if (!(err instanceof UploadAbortedError)) throw err;
+    ctx.log.warn({ err, user: session.user }, "upload aborted");
+    return undefined;
+  }
+}
+
+/**
  * POST /workspace/upload: stores the uploaded files as documents, enqueues a
  * preview task per document to run once this response has been sent, and
  * redirects to the workspace. Any rejected file rejects the whole upload.
+ * A body that is not multipart/form-data gets 403 without a valid
+ * `_authenticator` in a urlencoded form, and 415 with one.
  */
 export async function uploadFiles(ctx: RequestContext): Promise<void> {
   const session = requireSession(ctx);
   if (session === undefined) return;
 
-  const { authenticator, documents, producer, settings } = ctx.services;
-  const files = await receiveUpload(ctx.req, {
-    maxFileBytes: settings.maxUploadBytes,
-    maxFiles: settings.maxFilesPerUpload,
-    tmpDir: join(settings.dataDir, "incoming"),
-    verifyAuthenticator: (value) => authenticator.verify(session.token, value),
-  });
+  const bodyType = mediaTypeOf(ctx.req);
+  if (bodyType !== "multipart/form-data") {
+    await readAuthenticatedForm(ctx, session);
+    throw new HttpError(
+      415,
+      `expected a multipart/form-data upload, got ${bodyType}; ` +
+        'send the files from a form with enctype="multipart/form-data"',
+    );
+  }
+
+  const files = await receiveFiles(ctx, session);
+  if (files === undefined) return;
   if (files.length === 0) throw new HttpError(400, "no file selected; choose a file to upload");
+
+  const { documents, producer, settings } = ctx.services;
 
   const types = files.map((file) => detectFileType(file.filename, file.declaredType, file.head));
   const rejected = files.findIndex((_file, i) => types[i] === undefined);
@@ -99,8 +136,7 @@ export async function sendNotification(ctx: RequestContext): Promise<void> {
   const session = requireSession(ctx);
   if (session === undefined) return;
 
-  const form = await readForm(ctx.req);
-  requireAuthenticator(ctx, session, form.get(AUTHENTICATOR_FIELD));
+  const form = await readAuthenticatedForm(ctx, session);
 
   const text = (form.get("text") ?? "").trim();
   if (text.length === 0 || text.length > MAX_NOTIFICATION_CHARS) {
