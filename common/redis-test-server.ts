@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
+import { Redis } from "ioredis";
+
+/** Path of the redis-server binary; override with PATPUSH_REDIS_SERVER. */
+export const REDIS_SERVER_PATH = process.env.PATPUSH_REDIS_SERVER ?? "redis-server";
+
+/**
+ * A redis-server that a test started on a free loopback port, keeping
+ * nothing on disk. `stop()` and `kill()` end it, `start()` starts it again
+ * on the same port, so a test can simulate an outage.
+ */
+export interface RedisTestServer {
+  readonly port: number;
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string;
+  start(): Promise<void>;
+  /** Ends the server with SIGTERM and waits for it to exit. */
+  stop(): Promise<void>;
+  /** Ends the server with SIGKILL and waits for it to exit. */
+  kill(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitForPing(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      await client.ping();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline)
+        throw new Error(`redis-server at ${url} did not answer PING`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      client.disconnect();
+    }
+  }
+}
+
+/** Starts a redis-server on a free port of 127.0.0.1 and waits until it answers PING. */
+export async function startRedisServer(): Promise<RedisTestServer> {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  let child: ChildProcess | undefined;
+
+  const start = async (): Promise<void> => {
+    if (child) return;
+    const args = [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ];
+    child = spawn(REDIS_SERVER_PATH, args, { stdio: "ignore" });
+    child.once("exit", () => {
+      child = undefined;
+    });
+    await waitForPing(url, 10_000);
+  };
+
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    const running = child;
+    if (!running) return;
+    const exited = once(running, "exit");
+    running.kill(signal);
+    await exited;
+  };
+
+  await start();
+  return { port, url, start, stop: () => end("SIGTERM"), kill: () => end("SIGKILL") };
+}
