@@ -13,7 +13,17 @@ export class ConfigError extends PatpushError {
 }
 
 /** Option names whose values are never printed, at any depth. */
-const SECRET_KEYS = new Set(["secret", "key", "apiKey", "token", "password", "encryptionKey"]);
+const SECRET_KEYS = new Set([
+  "secret",
+  "key",
+  "apiKey",
+  "token",
+  "password",
+  "encryptionKey",
+  "signingSecret",
+  // A Redis URL may carry a password.
+  "redisUrl",
+]);
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let value = input;

@@ -14,6 +14,11 @@ export interface Bus {
   subscribe(handler: (message: DoneMessage) => void): () => void;
   /** Stops accepting messages and drops every subscriber. */
   close(): Promise<void>;
+  /**
+   * Returns false while the bus cannot receive messages, for example while
+   * Redis is unreachable. A bus without this method is always ready.
+   */
+  ready?(): boolean;
 }
 
 /**

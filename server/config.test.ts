@@ -31,6 +31,9 @@ describe("server config", () => {
       maxPayloadBytes: 4096,
       maxBackpressureBytes: 1024 * 1024,
       idleTimeoutS: 120,
+      keyPrefix: "patpush:",
+      streamMaxLen: 10_000,
+      maxApiBodyBytes: 256 * 1024,
     });
   });
 
@@ -94,5 +97,31 @@ describe("server config", () => {
     const problems = problemsOf({ authUrl, allowedOrigins: [] });
     assert.equal(problems.length, 1);
     assert.match(problems[0] ?? "", /^allowedOrigins: /);
+  });
+
+  it("accepts the redis options", () => {
+    const config = parseServerConfig({
+      authUrl,
+      redisUrl: "rediss://:pass@redis.example:6380/2",
+      keyPrefix: "app1:",
+      streamMaxLen: 500,
+    });
+    assert.equal(config.redisUrl, "rediss://:pass@redis.example:6380/2");
+    assert.equal(config.keyPrefix, "app1:");
+    assert.equal(config.streamMaxLen, 500);
+  });
+
+  it("rejects bad redis options", () => {
+    const problems = problemsOf({
+      authUrl,
+      redisUrl: "http://redis.example:6379",
+      keyPrefix: "my prefix:",
+      streamMaxLen: 0,
+    });
+    assert.deepEqual(problems.sort(), [
+      'keyPrefix: must be 1-64 characters without whitespace (got "my prefix:")',
+      "redisUrl: must be a redis:// or rediss:// URL (got [redacted])",
+      "streamMaxLen: Too small: expected number to be >=1 (got 0)",
+    ]);
   });
 });

@@ -79,6 +79,40 @@ export const serverConfigSchema = z
       .int()
       .refine((s) => s === 0 || (s >= 8 && s <= 960), "must be 0 (disabled) or 8-960 seconds")
       .default(120),
+    /**
+     * Redis server that carries done messages between workers and push
+     * servers, as a redis:// or rediss:// URL. While it is unset, messages
+     * travel only inside this process (EmbeddedBus).
+     */
+    redisUrl: z
+      .url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" })
+      .optional(),
+    /**
+     * Prefix of every Redis key and channel that patpush uses. The done
+     * stream and the done channel are both named `<keyPrefix>done`. @defaultValue "patpush:"
+     */
+    keyPrefix: z
+      .string()
+      .regex(/^\S{1,64}$/, "must be 1-64 characters without whitespace")
+      .default("patpush:"),
+    /**
+     * Approximate maximum number of entries in the done stream. A RedisBus
+     * made with it trims the stream every minute with `XTRIM MAXLEN ~`.
+     * @defaultValue 10000
+     */
+    streamMaxLen: z.number().int().min(1).default(10_000),
+    /**
+     * Bearer key of the producer HTTP API (`POST /api/publish`, `POST /api/tasks`),
+     * at least 32 characters. While it is unset, the API routes return 404.
+     */
+    apiKey: z.string().min(32, "must have at least 32 characters").optional(),
+    /** Maximum request body of the producer HTTP API, in bytes. @defaultValue 262144 (256 KiB) */
+    maxApiBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .default(256 * 1024),
   })
   .strict()
   .transform((config) => ({

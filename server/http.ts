@@ -3,10 +3,15 @@ import type { HttpResponse } from "@trufflesuite/uws-js-unofficial";
 /** uWS writes the status line as given, so each status carries its reason phrase. */
 const STATUS_LINES: Record<number, string> = {
   200: "200 OK",
+  202: "202 Accepted",
   204: "204 No Content",
+  400: "400 Bad Request",
   401: "401 Unauthorized",
   403: "403 Forbidden",
   404: "404 Not Found",
+  413: "413 Content Too Large",
+  415: "415 Unsupported Media Type",
+  500: "500 Internal Server Error",
   503: "503 Service Unavailable",
 };
 

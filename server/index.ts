@@ -18,5 +18,13 @@ export {
   ServerErrorCode,
   type RejectStatus,
 } from "./errors.ts";
+export {
+  DEFAULT_KEY_PREFIX,
+  DEFAULT_STREAM_MAX_LEN,
+  doneKey,
+  publishDoneMessage,
+  type PublishDoneMessageOptions,
+} from "./publish.ts";
 export { startPushServer, type PushServer, type PushServerOptions } from "./push-server.ts";
+export { RedisBus, type RedisBusOptions } from "./redis-bus.ts";
 export { loadUws, locateUwsBinary, type LoadUwsOptions, type Uws, type UwsBinary } from "./uws.ts";

@@ -10,6 +10,9 @@ import type {
 import { createLogger, type Logger } from "../common/logger.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import type { WelcomeFrame } from "../protocol/frames.ts";
+import type { TaskConfigInput } from "../tasks/config.ts";
+import type { TaskQueue } from "../tasks/types.ts";
+import { createProducerApi, type ProducerApi } from "./api.ts";
 import { PortalAuth, type AuthIdentity } from "./auth.ts";
 import type { Bus } from "./bus.ts";
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
@@ -38,6 +41,10 @@ export interface PushServerOptions {
   bus: Bus;
   /** Root logger, of which the server logs through children. @defaultValue `createLogger()` */
   logger?: Logger;
+  /** Task queue of `POST /api/tasks`. Without one, that route returns 503. */
+  queue?: TaskQueue;
+  /** Task options of `POST /api/tasks` (allowed origins, cookie names), required with `queue`. */
+  taskConfig?: TaskConfigInput;
 }
 
 /** Per-socket state that uWS keeps as the socket's user data. */
@@ -53,7 +60,8 @@ interface Connection extends AuthIdentity {
 export async function startPushServer(options: PushServerOptions): Promise<PushServer> {
   const config = parseServerConfig(options.config);
   const logger = (options.logger ?? createLogger()).child({ component: "push-server" });
-  const server = new UwsPushServer(loadUws(logger), config, options.bus, logger);
+  const api = createProducerApi(config, options, logger);
+  const server = new UwsPushServer(loadUws(logger), config, options.bus, logger, api);
   await server.listen();
   return server;
 }
@@ -76,7 +84,7 @@ class UwsPushServer implements PushServer {
   #closing: Promise<void> | undefined;
   #port = 0;
 
-  constructor(uws: Uws, config: ServerConfig, bus: Bus, logger: Logger) {
+  constructor(uws: Uws, config: ServerConfig, bus: Bus, logger: Logger, api?: ProducerApi) {
     this.#uws = uws;
     this.#config = config;
     this.#bus = bus;
@@ -85,7 +93,7 @@ class UwsPushServer implements PushServer {
     this.#auth = new PortalAuth(config);
     this.#app = uws.App();
     this.#delivery = new Delivery(this.#app, logger);
-    this.#addRoutes();
+    this.#addRoutes(api);
   }
 
   get port(): number {
@@ -144,7 +152,7 @@ class UwsPushServer implements PushServer {
     this.#logger.info({ connections }, "push server closed");
   }
 
-  #addRoutes(): void {
+  #addRoutes(api: ProducerApi | undefined): void {
     const { path, maxPayloadBytes, maxBackpressureBytes, idleTimeoutS } = this.#config;
     this.#app.ws<Connection>(path, {
       maxPayloadLength: maxPayloadBytes,
@@ -164,7 +172,18 @@ class UwsPushServer implements PushServer {
     this.#app.get(`${path}/auth`, (res, req) => this.#onAuthRequest(res, req));
     this.#app.options(`${path}/auth`, (res, req) => this.#onAuthPreflight(res, req));
     this.#app.get("/health", (res) => writeJson(res, 200, { status: "ok" }));
+    api?.addRoutes(this.#app);
+    this.#app.get("/ready", (res) => this.#onReadyRequest(res));
     this.#app.any("/*", (res) => writeJson(res, 404, { error: "not found" }));
+  }
+
+  /** Responds 200 while the bus can deliver (a bus without `ready()` always can), else 503. */
+  #onReadyRequest(res: HttpResponse): void {
+    if (this.#bus.ready?.() ?? true) {
+      writeJson(res, 200, { status: "ready" });
+    } else {
+      writeJson(res, 503, { status: "unavailable", reason: "redis" });
+    }
   }
 
   /** Checks the Origin and then the session cookie. Rejects with an AuthError. */

@@ -26,6 +26,7 @@ describe("task config", () => {
       requestTimeoutMs: 30_000,
       loginUrlPatterns: ["/login", "require_login", "login_form"],
       concurrency: 8,
+      keyPrefix: "patpush:",
     });
   });
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { parseConfig } from "../common/config.ts";
+import { ConfigError, parseConfig } from "../common/config.ts";
+import { decodeEncryptionKey } from "./crypto.ts";
 
 /** HTTP token characters (RFC 9110), the only ones allowed in header and cookie names. */
 export const TOKEN_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -38,11 +39,15 @@ const originSchema = z.string().transform((value, ctx) => {
   return result.origin;
 });
 
+/** Redis key prefixes: short, safe inside a key, ending with ':'. */
+export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}:$/;
+const KEY_PREFIX_RULE = "must be 1-64 letters, digits, '_', '.' or '-' followed by ':'";
+
 const tokenSchema = z
   .string()
   .regex(TOKEN_PATTERN, "must be an HTTP token (letters, digits, !#$%&'*+.^_`|~-)");
 
-/** Options of the task producer and the in-process runner. */
+/** Options of the task producer, the in-process runner, the Redis queue and the worker. */
 export const taskConfigSchema = z
   .object({
     /**
@@ -80,8 +85,28 @@ export const taskConfigSchema = z
      * authorised" page rendered without an error status. Unset by default.
      */
     notAuthorisedMarker: z.string().min(1).optional(),
-    /** Maximum number of tasks the in-process runner dispatches at once. @defaultValue 8 */
+    /** Maximum number of tasks the runner or one worker dispatches at once. @defaultValue 8 */
     concurrency: z.number().int().min(1).max(1000).default(8),
+    /**
+     * HMAC-SHA256 secret; when set, every dispatched POST carries an
+     * X-Task-Signature header. At least 16 characters. Unset by default.
+     */
+    signingSecret: z.string().min(16, "must have at least 16 characters").optional(),
+    /**
+     * AES-256-GCM key for task credentials stored in Redis: 64 hex characters
+     * or base64 of 32 bytes. Required by the Redis queue and worker.
+     */
+    encryptionKey: z
+      .string()
+      .refine((value) => decodeEncryptionKey(value) !== undefined, {
+        message: "must be 64 hex characters or base64 of 32 bytes",
+      })
+      .optional(),
+    /**
+     * Prefix of every Redis key; BullMQ gets it without the trailing colon.
+     * @defaultValue "patpush:"
+     */
+    keyPrefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).default("patpush:"),
   })
   .strict()
   .refine((config) => config.backoffMaxMs >= config.backoffBaseMs, {
@@ -95,7 +120,36 @@ export type TaskConfig = z.infer<typeof taskConfigSchema>;
 /** Task options as a caller writes them; fields with defaults may be left out. */
 export type TaskConfigInput = z.input<typeof taskConfigSchema>;
 
-/** Parses task options; throws one ConfigError (PATPUSH_CONFIG_INVALID) listing every problem. */
+/** Options whose values an error message must not show. */
+const SECRET_OPTIONS = ["signingSecret", "encryptionKey"];
+
+/**
+ * Parses task options; throws one ConfigError (PATPUSH_CONFIG_INVALID)
+ * listing every problem, with secret values shown as [redacted].
+ */
 export function parseTaskConfig(input: unknown): TaskConfig {
-  return parseConfig("tasks", taskConfigSchema, input);
+  try {
+    return parseConfig("tasks", taskConfigSchema, input);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const problems = error.problems.map((problem) =>
+      SECRET_OPTIONS.some((name) => problem.startsWith(`${name}:`))
+        ? problem.replace(/\(got [^]*\)$/, "(got [redacted])")
+        : problem,
+    );
+    throw new ConfigError("tasks", problems);
+  }
+}
+
+/** Returns the decoded encryptionKey, or throws ConfigError when it is unset. */
+export function requireEncryptionKey(config: TaskConfig, part: string): Buffer {
+  const key =
+    config.encryptionKey === undefined ? undefined : decodeEncryptionKey(config.encryptionKey);
+  if (key === undefined) {
+    throw new ConfigError(part, [
+      "encryptionKey: is required to store task credentials in Redis; " +
+        "set 64 hex characters, e.g. from `openssl rand -hex 32` (got missing)",
+    ]);
+  }
+  return key;
 }

@@ -2,6 +2,7 @@ import { request, type Dispatcher } from "undici";
 import { formatCookieHeader } from "../common/cookies.ts";
 import type { TaskConfig } from "./config.ts";
 import { DispatchError, DispatchErrorCode } from "./errors.ts";
+import { signTask } from "./signature.ts";
 import type { Task } from "./types.ts";
 import { describeUrl } from "./url.ts";
 
@@ -188,6 +189,7 @@ function describeTarget(url: string): string {
 
 /**
  * POSTs `task` once as attempt `attempt` (1-based) and classifies the result.
+ * With a signingSecret configured, the request carries X-Task-Signature.
  * Redirects are not followed, because undici's `request` follows none unless
  * a redirect interceptor is composed in. The response body is always read
  * to the end or destroyed, so the connection goes back to the pool. Every
@@ -202,12 +204,19 @@ export async function dispatchTask(
   const started = performance.now();
   const target = describeTarget(task.url);
 
+  const body = new URLSearchParams(task.form).toString();
+  const headers = buildHeaders(task, attempt, config);
+  if (config.signingSecret !== undefined) {
+    const secret = config.signingSecret;
+    headers["x-task-signature"] = signTask({ secret, method: "POST", url: task.url, body });
+  }
+
   let result: Classified;
   try {
     const response = await request(task.url, {
       method: "POST",
-      headers: buildHeaders(task, attempt, config),
-      body: new URLSearchParams(task.form).toString(),
+      headers,
+      body,
       dispatcher: options.dispatcher,
       headersTimeout: config.requestTimeoutMs,
       bodyTimeout: config.requestTimeoutMs,

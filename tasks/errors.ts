@@ -14,6 +14,10 @@ export const TaskErrorCode = {
   AUTHENTICATOR_FAILED: "PATPUSH_TASK_AUTHENTICATOR_FAILED",
   /** The queue was closed before the task was added. */
   QUEUE_CLOSED: "PATPUSH_TASK_QUEUE_CLOSED",
+  /** Sealed task credentials failed to decrypt: wrong encryptionKey or modified job data. */
+  DECRYPT_FAILED: "PATPUSH_TASK_DECRYPT_FAILED",
+  /** A failed task was not found in the queue. */
+  NOT_FOUND: "PATPUSH_TASK_NOT_FOUND",
 } as const;
 
 export type TaskErrorCode = (typeof TaskErrorCode)[keyof typeof TaskErrorCode];

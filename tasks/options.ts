@@ -19,6 +19,7 @@ const RESERVED_HEADERS = [
   "transfer-encoding",
   "x-task-attempt",
   "x-task-id",
+  "x-task-signature",
 ];
 
 const timeSchema = z.union([z.instanceof(Date), z.string()]).transform((value, ctx) => {
@@ -44,6 +45,9 @@ const cookieValueSchema = z
   .max(4096)
   .regex(COOKIE_VALUE_PATTERN, "must not contain ';', spaces or control characters");
 
+/** Queue names: short, and safe inside a Redis key. */
+export const QUEUE_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 const secondsSchema = z.number().finite().min(0, "must be >= 0 seconds");
 
 const taskOptionsSchema = z
@@ -64,6 +68,10 @@ const taskOptionsSchema = z
       .optional(),
     debounceKey: z.string().min(1, "must not be empty").max(1024).optional(),
     attempts: z.number().int().min(1).max(100).optional(),
+    queue: z
+      .string()
+      .regex(QUEUE_NAME_PATTERN, "must be 1-64 letters, digits, '_' or '-'")
+      .optional(),
   })
   .strict()
   .superRefine((options, ctx) => {
@@ -100,6 +108,7 @@ export interface ValidatedTaskOptions {
   expiresAt?: number;
   maxAttempts: number;
   debounceKey?: string;
+  queue?: string;
 }
 
 /** Prints a rejected value for an error message, except header, cookie and form values. */
@@ -219,5 +228,6 @@ export function validateTaskOptions(
     ...resolveTimes(options, now),
     maxAttempts: options.attempts ?? config.maxAttempts,
     debounceKey: options.debounceKey,
+    queue: options.queue,
   };
 }

@@ -243,6 +243,26 @@ describe("task producer", { timeout: 30_000 }, () => {
     );
   });
 
+  it("copies the queue name", async () => {
+    const task = await withRequest({}, (req) => producer.capture(req, options({ queue: "high" })));
+    assert.equal(task.queue, "high");
+  });
+
+  it("rejects an invalid queue name", async () => {
+    const error = await captureError(options({ queue: "tasks:high" }));
+    assert.equal(error.code, "PATPUSH_TASK_INVALID");
+    assert.match(
+      error.message,
+      /queue: must be 1-64 letters, digits, '_' or '-' \(got "tasks:high"\)/,
+    );
+  });
+
+  it("rejects a signature header", async () => {
+    const error = await captureError(options({ headers: { "X-Task-Signature": "t=1,v1=00" } }));
+    assert.equal(error.code, "PATPUSH_TASK_INVALID");
+    assert.match(error.message, /headers\.X-Task-Signature: is set by the dispatcher/);
+  });
+
   it("rejects headers with CRLF", async () => {
     const error = await captureError(options({ headers: { "X-Note": "a\r\nSet-Cookie: x=1" } }));
     assert.equal(error.code, "PATPUSH_TASK_INVALID");

@@ -71,6 +71,7 @@ export class TaskProducer {
     if (authorization !== undefined) task.authorization = authorization;
     if (valid.expiresAt !== undefined) task.expiresAt = valid.expiresAt;
     if (valid.debounceKey !== undefined) task.debounceKey = valid.debounceKey;
+    if (valid.queue !== undefined) task.queue = valid.queue;
     return task;
   }
 

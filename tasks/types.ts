@@ -30,6 +30,8 @@ export interface TaskOptions {
   debounceKey?: string;
   /** Attempts including the first (1-100); overrides the configured maxAttempts. */
   attempts?: number;
+  /** Redis queue name: 1-64 letters, digits, '_' or '-'. @defaultValue "tasks" */
+  queue?: string;
 }
 
 /**
@@ -61,6 +63,8 @@ export interface Task {
   debounceKey?: string;
   /** Capture time, in milliseconds since the epoch. */
   createdAt: number;
+  /** Queue name for the Redis queue; the queue's default when absent. */
+  queue?: string;
 }
 
 /** Destination of captured tasks: the in-process runner or a shared queue. */

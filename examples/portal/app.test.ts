@@ -290,6 +290,32 @@ describe("portal pages", () => {
     assert.match(local, new RegExp(`data-pat-push="socket-url: ws://localhost:${pushPort}/push"`));
   });
 
+  it("picks push server by index", async () => {
+    const { cookie } = await logIn("alice");
+    const pushPort = new URL(demo.pushUrl).port;
+
+    const first = await fetch(`${demo.portalUrl}/workspace?push=0`, {
+      headers: { Cookie: cookie },
+    });
+    assert.equal(first.status, 200);
+    assert.match(
+      await first.text(),
+      new RegExp(`data-pat-push="socket-url: ws://127\\.0\\.0\\.1:${pushPort}/push"`),
+    );
+
+    for (const value of ["1", "-1", "x", ""]) {
+      const response = await fetch(`${demo.portalUrl}/workspace?push=${value}`, {
+        headers: { Cookie: cookie },
+      });
+      assert.equal(response.status, 400, `push=${value}`);
+      assert.match(
+        await response.text(),
+        /push must be the index of a push server, from 0 to 0/,
+        `push=${value}`,
+      );
+    }
+  });
+
   it("ignores a forged Host header", async () => {
     const { cookie } = await logIn("alice");
     const pushPort = new URL(demo.pushUrl).port;

@@ -7,11 +7,16 @@ import { parseConfig } from "../../common/config.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import { PatpushError } from "../../protocol/errors.ts";
 import { EmbeddedBus, startPushServer, type Bus, type PushServer } from "../../server/index.ts";
-import { InProcessRunner, TaskProducer } from "../../tasks/index.ts";
+import { InProcessRunner, TaskProducer, type TaskQueue } from "../../tasks/index.ts";
 import { CsrfAuthenticator } from "./authenticator.ts";
 import { ensureBrowserBundle } from "./bundle.ts";
-import { demoConfigSchema, PortInUseError, type DemoConfigInput } from "./config.ts";
-import type { PortalServices, PortalSettings } from "./context.ts";
+import {
+  demoConfigSchema,
+  PortInUseError,
+  type DemoConfig,
+  type DemoConfigInput,
+} from "./config.ts";
+import type { DonePublisher, PortalServices, PortalSettings } from "./context.ts";
 import { DocumentStore } from "./documents.ts";
 import { createRequestListener } from "./routes.ts";
 import { SessionStore } from "./sessions.ts";
@@ -56,13 +61,48 @@ function urlHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
+/** Parts of the portal that differ between the single-process and the distributed mode. */
+export interface PortalBackend {
+  /**
+   * Push servers, all on the same path. A page uses the first unless
+   * `?push=<index>` picks another.
+   */
+  pushServers: readonly [PushServer, ...PushServer[]];
+  /** Queue that the task producer adds the preview tasks to. */
+  queue: TaskQueue;
+  /** Destination of the done messages that the worker view and the notification form publish. */
+  publisher: DonePublisher;
+}
+
+/** Input of a backend starter: the portal's addresses, a logger and a registry for its cleanups. */
+export interface BackendContext {
+  config: DemoConfig;
+  /** The portal's auth callback URL, for the push servers. */
+  authUrl: string;
+  /** Portal origins the browser may use; the push servers and the tasks allow exactly these. */
+  origins: string[];
+  logger: Logger;
+  /** Registers a step of `close()`. Steps run in reverse order of registration. */
+  onClose(cleanup: () => Promise<void>): void;
+}
+
+/** A running portal with the backend that a starter made for it. */
+export interface RunningPortal<B extends PortalBackend> {
+  portalUrl: string;
+  backend: B;
+  close(): Promise<void>;
+}
+
 /**
- * Starts the demo in one process. The portal HTTP server starts first, so
- * its port is known. Then come an embedded bus, the push server, which
- * authenticates sockets against the portal's /patpush/auth, an in-process
- * task runner and the task producer that the portal enqueues previews with.
+ * Starts the portal with a backend. The portal HTTP server starts first, so
+ * its port is known, and returns 503 until `startBackend` has made the push
+ * servers, the task queue and the publisher. The task producer that the
+ * portal enqueues previews with is built on the backend's queue.
  */
-export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+export async function startPortal<B extends PortalBackend>(
+  options: DemoOptions,
+  startBackend: (context: BackendContext) => Promise<B>,
+): Promise<RunningPortal<B>> {
   const { logger: givenLogger, ...input } = options;
   const config = parseConfig("portal", demoConfigSchema, input);
   const logger = givenLogger ?? createLogger();
@@ -111,26 +151,20 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       ]),
     ];
 
-    const bus = new EmbeddedBus({ logger });
-    cleanups.push(() => bus.close());
-
-    const push = await startPush(
-      config.host,
-      config.pushPort,
-      `${canonicalOrigin}/patpush/auth`,
+    const backend = await startBackend({
+      config,
+      authUrl: `${canonicalOrigin}/patpush/auth`,
       origins,
-      bus,
       logger,
-    );
-    cleanups.push(() => push.close());
+      onClose: (cleanup) => cleanups.push(cleanup),
+    });
+    const pushUrls = backend.pushServers.map((push) => push.url);
 
     const sessions = new SessionStore();
     const authenticator = new CsrfAuthenticator();
-    const runner = new InProcessRunner({ config: { allowedOrigins: origins }, logger });
-    cleanups.push(() => runner.close());
     const producer = new TaskProducer({
       config: { allowedOrigins: origins },
-      queue: runner,
+      queue: backend.queue,
       logger,
       authenticator: (req) => {
         const session = sessions.sessionFrom(req);
@@ -147,8 +181,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     const settings: PortalSettings = {
       canonicalOrigin,
       origins,
-      pushPort: push.port,
-      pushPath: new URL(push.url).pathname,
+      pushPorts: backend.pushServers.map((push) => push.port),
+      pushPath: new URL(backend.pushServers[0].url).pathname,
       previewDelayMs: config.previewDelayMs,
       maxUploadBytes: config.maxUploadBytes,
       maxFilesPerUpload: config.maxFilesPerUpload,
@@ -159,25 +193,58 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       sessions,
       authenticator,
       documents: new DocumentStore(dataDir),
-      bus,
+      bus: backend.publisher,
       producer,
       logger: portalLog,
     };
     server.off("request", starting);
     server.on("request", createRequestListener(services));
-    portalLog.info({ portalUrl: canonicalOrigin, pushUrl: push.url, dataDir }, "demo started");
+    portalLog.info({ portalUrl: canonicalOrigin, pushUrls, dataDir }, "demo started");
 
     let closing: Promise<void> | undefined;
     const close = (): Promise<void> =>
       (closing ??= closeAll().then(() => portalLog.info("demo stopped")));
-    return { portalUrl: canonicalOrigin, pushUrl: push.url, bus, runner, close };
+    return { portalUrl: canonicalOrigin, backend, close };
   } catch (err) {
     await closeAll();
     throw err;
   }
 }
 
-async function startPush(
+/**
+ * Starts the demo in one process: the portal, an embedded bus, the push
+ * server, which authenticates sockets against the portal's /patpush/auth, and
+ * an in-process task runner.
+ */
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+  const portal = await startPortal(options, async (context) => {
+    const { config, authUrl, origins, logger, onClose } = context;
+    const bus = new EmbeddedBus({ logger });
+    onClose(() => bus.close());
+
+    const push = await startPush(config.host, config.pushPort, authUrl, origins, bus, logger);
+    onClose(() => push.close());
+
+    const runner = new InProcessRunner({ config: { allowedOrigins: origins }, logger });
+    onClose(() => runner.close());
+    return { pushServers: [push] as [PushServer], queue: runner, publisher: bus, bus, runner };
+  });
+
+  const { bus, runner, pushServers } = portal.backend;
+  return {
+    portalUrl: portal.portalUrl,
+    pushUrl: pushServers[0].url,
+    bus,
+    runner,
+    close: portal.close,
+  };
+}
+
+/**
+ * Starts a push server on `host:port`. Throws PortInUseError when the start
+ * failed because the port is taken.
+ */
+export async function startPush(
   host: string,
   port: number,
   authUrl: string,

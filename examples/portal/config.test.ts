@@ -13,7 +13,13 @@ function runMain(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
-      env: { ...process.env, PATPUSH_PORTAL_PORT: "", PATPUSH_PUSH_PORT: "", ...env },
+      env: {
+        ...process.env,
+        PATPUSH_PORTAL_PORT: "",
+        PATPUSH_PUSH_PORT: "",
+        PATPUSH_REDIS_URL: "",
+        ...env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -76,6 +82,23 @@ describe("demo entry point ports", () => {
       result.stderr,
       "the portal and the push server need different ports, but PATPUSH_PORTAL_PORT is unset " +
         "(default 8480) and PATPUSH_PUSH_PORT=8480; set one of them to another port\n",
+    );
+  });
+});
+
+describe("demo entry point redis", () => {
+  it("rejects a URL that is not redis", async () => {
+    const result = await runMain({
+      PATPUSH_REDIS_URL: "http://127.0.0.1:6390",
+      PATPUSH_ENCRYPTION_KEY: "ab".repeat(32),
+    });
+
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.equal(
+      result.stderr,
+      "invalid distributed portal configuration:\n" +
+        "  redisUrl: must be a redis:// or rediss:// URL (got [redacted])\n",
     );
   });
 });

@@ -12,7 +12,9 @@ export interface PortalSettings {
   canonicalOrigin: string;
   /** Origins a browser may use for the portal; the first is canonicalOrigin. */
   origins: readonly string[];
-  pushPort: number;
+  /** Ports of the push servers. Pages use the first unless `?push=<index>` picks another. */
+  pushPorts: readonly number[];
+  /** WebSocket path, the same on every push server. */
   pushPath: string;
   /** Simulated slow work in the worker view, in milliseconds. */
   previewDelayMs: number;
@@ -21,13 +23,19 @@ export interface PortalSettings {
   dataDir: string;
 }
 
+/**
+ * Destination of the done messages that the handlers publish: the embedded
+ * bus in one process, or the Redis done stream when the push servers run elsewhere.
+ */
+export type DonePublisher = Pick<Bus, "publish">;
+
 /** The services that the request handlers share. */
 export interface PortalServices {
   settings: PortalSettings;
   sessions: SessionStore;
   authenticator: CsrfAuthenticator;
   documents: DocumentStore;
-  bus: Bus;
+  bus: DonePublisher;
   producer: TaskProducer;
   logger: Logger;
 }
@@ -60,8 +68,17 @@ export function trustedOrigin(origin: string | null | undefined, settings: Porta
   return origin && settings.origins.includes(origin) ? origin : settings.canonicalOrigin;
 }
 
-/** Returns the push server's WebSocket URL on the same host name as `origin`, so the cookie goes along. */
-export function socketUrlFor(origin: string, settings: PortalSettings): string {
+/**
+ * Returns the WebSocket URL of push server `index` on the same host name as
+ * `origin`, so the cookie goes along. Throws RangeError for an index without
+ * a push server.
+ */
+export function socketUrlFor(origin: string, settings: PortalSettings, index = 0): string {
+  const port = settings.pushPorts[index];
+  if (port === undefined) {
+    const count = settings.pushPorts.length;
+    throw new RangeError(`push server ${index} does not exist, because the portal has ${count}`);
+  }
   const hostname = new URL(origin).hostname;
-  return `ws://${hostname}:${settings.pushPort}${settings.pushPath}`;
+  return `ws://${hostname}:${port}${settings.pushPath}`;
 }

@@ -1,11 +1,26 @@
 // Entry point of `npm start`: runs the demo portal, the push server and the
-// task runner in one process until SIGINT or SIGTERM.
-import { createLogger } from "../../common/logger.ts";
-import { startDemo, type Demo } from "./app.ts";
+// task runner in one process until SIGINT or SIGTERM. With PATPUSH_REDIS_URL
+// set it runs the distributed demo instead: two push servers, a BullMQ queue
+// and a task worker, all talking through that Redis.
+import { randomBytes } from "node:crypto";
+import { ConfigError } from "../../common/config.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
+import { startDemo } from "./app.ts";
 import { DEFAULT_PORTAL_PORT, DEFAULT_PUSH_PORT, PortInUseError } from "./config.ts";
+import { DEFAULT_SECOND_PUSH_PORT, startDistributedDemo } from "./distributed.ts";
 import { DEMO_LOGINS } from "./users.ts";
 
 const PORT_VARIABLES = { portal: "PATPUSH_PORTAL_PORT", push: "PATPUSH_PUSH_PORT" } as const;
+
+/** Port variable of the distributed demo's second push server. */
+const SECOND_PUSH_PORT_VARIABLE = "PATPUSH_SECOND_PUSH_PORT";
+
+/** The part of either demo that main uses. */
+interface RunningDemo {
+  portalUrl: string;
+  pushUrls: string[];
+  close(): Promise<void>;
+}
 
 /** Returns the port in environment variable `name`, or undefined when it is not set. */
 function portFromEnv(name: string): number | undefined {
@@ -37,18 +52,66 @@ function requireDistinctPorts(portalPort: number | undefined, pushPort: number |
   process.exit(2);
 }
 
-async function main(): Promise<void> {
+/**
+ * Returns PATPUSH_ENCRYPTION_KEY, or a random key with a warning when it is
+ * unset. A random key is enough for one demo process, which is the only
+ * process that encrypts and decrypts its tasks.
+ */
+function encryptionKeyFromEnv(logger: Logger): string {
+  const key = process.env.PATPUSH_ENCRYPTION_KEY;
+  if (key !== undefined && key !== "") return key;
+
+  logger.warn(
+    "PATPUSH_ENCRYPTION_KEY is unset, so this demo encrypts task credentials with a random key; " +
+      "workers in other processes cannot decrypt them. Set 64 hex characters for a deployment",
+  );
+  return randomBytes(32).toString("hex");
+}
+
+/** Starts the single-process demo, or the distributed one when PATPUSH_REDIS_URL is set. */
+async function startFromEnv(logger: Logger): Promise<RunningDemo> {
   const portalPort = portFromEnv(PORT_VARIABLES.portal);
   const pushPort = portFromEnv(PORT_VARIABLES.push);
   requireDistinctPorts(portalPort, pushPort);
 
+  const redisUrl = process.env.PATPUSH_REDIS_URL;
+  if (redisUrl === undefined || redisUrl === "") {
+    const demo = await startDemo({ portalPort, pushPort, logger });
+    return { portalUrl: demo.portalUrl, pushUrls: [demo.pushUrl], close: demo.close };
+  }
+  return startDistributedDemo({
+    redisUrl,
+    encryptionKey: encryptionKeyFromEnv(logger),
+    portalPort,
+    pushPort,
+    secondPushPort: portFromEnv(SECOND_PUSH_PORT_VARIABLE),
+    logger,
+  });
+}
+
+/** Returns the environment variable that sets the port a PortInUseError names. */
+function portVariableOf(err: PortInUseError): string {
+  const distributed = (process.env.PATPUSH_REDIS_URL ?? "") !== "";
+  const secondPort = portFromEnv(SECOND_PUSH_PORT_VARIABLE) ?? DEFAULT_SECOND_PUSH_PORT;
+  const pushPort = portFromEnv(PORT_VARIABLES.push) ?? DEFAULT_PUSH_PORT;
+  if (distributed && err.server === "push" && err.port === secondPort && err.port !== pushPort) {
+    return SECOND_PUSH_PORT_VARIABLE;
+  }
+  return PORT_VARIABLES[err.server];
+}
+
+async function main(): Promise<void> {
   const logger = createLogger();
-  let demo: Demo;
+  let demo: RunningDemo;
   try {
-    demo = await startDemo({ portalPort, pushPort, logger });
+    demo = await startFromEnv(logger);
   } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
     if (err instanceof PortInUseError) {
-      const variable = PORT_VARIABLES[err.server];
+      const variable = portVariableOf(err);
       console.error(
         `${err.message}; stop what uses it or choose another port, e.g. ${variable}=${err.port + 10} npm start`,
       );
@@ -59,7 +122,10 @@ async function main(): Promise<void> {
 
   const logins = DEMO_LOGINS.map(({ user, password }) => `${user} / ${password}`).join(", ");
   console.log(`\npatpush demo portal: ${demo.portalUrl}/workspace`);
-  console.log(`push server:         ${demo.pushUrl}`);
+  for (const [index, pushUrl] of demo.pushUrls.entries()) {
+    const choice = demo.pushUrls.length > 1 ? ` (pages: /workspace?push=${index})` : "";
+    console.log(`push server:         ${pushUrl}${choice}`);
+  }
   console.log(`demo logins:         ${logins}`);
   console.log("stop with Ctrl+C\n");
 

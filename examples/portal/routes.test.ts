@@ -79,7 +79,7 @@ describe("request listener errors", () => {
       settings: {
         canonicalOrigin: baseUrl,
         origins: [baseUrl],
-        pushPort: 1,
+        pushPorts: [1],
         pushPath: "/push",
         previewDelayMs: 0,
         maxUploadBytes: 1024,

@@ -20,7 +20,32 @@ export const PREVIEW_TASK_NAME = "make-preview";
 /** Most characters of a notification text. */
 const MAX_NOTIFICATION_CHARS = 280;
 
-/** GET /workspace: the user's documents, the upload form and the notifications. */
+/**
+ * Returns the index of the push server that the `push` query parameter
+ * picks, or 0 when the parameter is absent. Throws HttpError 400 for a value
+ * that names no push server.
+ */
+function pushServerIndex(ctx: RequestContext): number {
+  const value = ctx.url.searchParams.get("push");
+  if (value === null) return 0;
+
+  const count = ctx.services.settings.pushPorts.length;
+  const index = /^\d{1,3}$/.test(value) ? Number(value) : -1;
+  if (index < 0 || index >= count) {
+    const received = JSON.stringify(value.slice(0, 20));
+    throw new HttpError(
+      400,
+      `push must be the index of a push server, from 0 to ${count - 1} (got ${received})`,
+    );
+  }
+  return index;
+}
+
+/**
+ * GET /workspace: the user's documents, the upload form and the
+ * notifications. `?push=<index>` connects the page to another push server
+ * when the portal has several.
+ */
 export function showWorkspace(ctx: RequestContext): void {
   const session = requireSession(ctx);
   if (session === undefined) return;
@@ -30,7 +55,7 @@ export function showWorkspace(ctx: RequestContext): void {
     page: pageUserOf(ctx, session),
     documents: documents.listFor(session.user),
     origin: ctx.origin,
-    socketUrl: socketUrlFor(ctx.origin, settings),
+    socketUrl: socketUrlFor(ctx.origin, settings, pushServerIndex(ctx)),
   });
   sendHtml(ctx.res, 200, page);
 }

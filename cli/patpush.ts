@@ -1,0 +1,153 @@
+/**
+ * The `patpush` command: runs a task worker on a Redis queue and manages
+ * the queue's failed tasks. Configuration comes from PATPUSH_* environment
+ * variables. Exit codes: 0 done, 1 failed, 2 invalid usage or configuration.
+ */
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { ConfigError } from "../common/config.ts";
+import { createLogger } from "../common/logger.ts";
+import { PatpushError } from "../protocol/errors.ts";
+import { bullmqPrefix } from "../tasks/bullmq-queue.ts";
+import {
+  listFailedTasks,
+  purgeFailedTasks,
+  retryAllFailedTasks,
+  retryFailedTask,
+} from "../tasks/failed-tasks.ts";
+import { TaskWorker } from "../tasks/worker.ts";
+import { parseQueueEnv, parseWorkerEnv } from "./env.ts";
+
+export const USAGE = `usage:
+  patpush worker                     dispatch tasks from the Redis queue until SIGTERM or SIGINT
+  patpush tasks failed list [--json] list failed tasks: id, name, attempts, failure reason
+  patpush tasks failed retry <id>    move one failed task back to the queue
+  patpush tasks failed retry --all   move every failed task back to the queue
+  patpush tasks failed purge         delete every failed task
+
+environment:
+  PATPUSH_REDIS_URL        Redis URL (required)
+  PATPUSH_QUEUE            queue name (default "tasks")
+  PATPUSH_KEY_PREFIX       Redis key prefix (default "patpush:")
+  PATPUSH_ENCRYPTION_KEY   credentials key: 64 hex characters or base64 of 32 bytes
+                           (worker, required)
+  PATPUSH_ALLOWED_ORIGINS  comma-separated origins tasks may be sent to (worker, required)
+  PATPUSH_SIGNING_SECRET   HMAC secret for X-Task-Signature (worker, optional)
+  PATPUSH_CONCURRENCY      tasks dispatched at once (worker, default 8)
+  PATPUSH_LOG_LEVEL        pino log level (default "info")
+`;
+
+/** Error for a command line that does not match USAGE. */
+class UsageError extends Error {}
+
+async function runWorker(env: NodeJS.ProcessEnv): Promise<number> {
+  const settings = parseWorkerEnv(env);
+  const logger = createLogger();
+  const worker = new TaskWorker({
+    redisUrl: settings.PATPUSH_REDIS_URL,
+    queue: settings.PATPUSH_QUEUE,
+    logger,
+    config: {
+      allowedOrigins: settings.PATPUSH_ALLOWED_ORIGINS,
+      encryptionKey: settings.PATPUSH_ENCRYPTION_KEY,
+      signingSecret: settings.PATPUSH_SIGNING_SECRET,
+      concurrency: settings.PATPUSH_CONCURRENCY,
+      keyPrefix: settings.PATPUSH_KEY_PREFIX,
+    },
+  });
+
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  await worker.start();
+  const signal = await stopped;
+  logger.info({ signal }, "shutdown requested");
+  await worker.close();
+  return 0;
+}
+
+async function withQueue<T>(env: NodeJS.ProcessEnv, run: (queue: Queue) => Promise<T>): Promise<T> {
+  const settings = parseQueueEnv(env);
+  // A command fails after a few reconnects instead of waiting for Redis forever.
+  const connection = new Redis(settings.PATPUSH_REDIS_URL, {
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => (times > 3 ? null : 200),
+  });
+  connection.on("error", () => {});
+  const queue = new Queue(settings.PATPUSH_QUEUE, {
+    connection,
+    prefix: bullmqPrefix(settings.PATPUSH_KEY_PREFIX),
+  });
+  queue.on("error", () => {});
+  try {
+    return await run(queue);
+  } finally {
+    await queue.close().catch(() => undefined);
+    connection.disconnect();
+  }
+}
+
+async function runFailedCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const [action, ...rest] = args;
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+
+  if (action === "list" && (rest.length === 0 || (rest.length === 1 && rest[0] === "--json"))) {
+    const tasks = await withQueue(env, (queue) => listFailedTasks(queue));
+    if (rest[0] === "--json") out(JSON.stringify(tasks));
+    else if (tasks.length === 0) out("no failed tasks");
+    for (const task of rest[0] === "--json" ? [] : tasks) {
+      const attempts = `${task.attempts}/${task.maxAttempts}`;
+      out(`${task.id}\t${task.name}\t${attempts}\t${task.failedAt ?? "-"}\t${task.failedReason}`);
+    }
+    return 0;
+  }
+  if (action === "retry" && rest.length === 1 && rest[0] === "--all") {
+    const count = await withQueue(env, (queue) => retryAllFailedTasks(queue));
+    out(`retried ${count} failed tasks`);
+    return 0;
+  }
+  const id = rest[0];
+  if (action === "retry" && rest.length === 1 && id !== undefined && !id.startsWith("-")) {
+    await withQueue(env, (queue) => retryFailedTask(queue, id));
+    out(`retried task ${id}`);
+    return 0;
+  }
+  if (action === "purge" && rest.length === 0) {
+    const count = await withQueue(env, (queue) => purgeFailedTasks(queue));
+    out(`deleted ${count} failed tasks`);
+    return 0;
+  }
+  throw new UsageError(`unknown command: patpush tasks failed ${args.join(" ")}`.trim());
+}
+
+/** Runs the command in `args` (without node and script path) and returns the exit code. */
+export async function main(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  try {
+    if (args[0] === "--help" || args[0] === "-h" || args[0] === "help") {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (args[0] === "worker" && args.length === 1) return await runWorker(env);
+    if (args[0] === "tasks" && args[1] === "failed") {
+      return await runFailedCommand(args.slice(2), env);
+    }
+    const command = `patpush ${args.join(" ")}`;
+    throw new UsageError(args.length === 0 ? "missing command" : `unknown command: ${command}`);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`patpush: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`patpush: ${error.message}\n`);
+      return 2;
+    }
+    const code = error instanceof PatpushError ? `${error.code}: ` : "";
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`patpush: ${code}${message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2), process.env);
