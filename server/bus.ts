@@ -1,6 +1,7 @@
 import type { Logger } from "../common/logger.ts";
 import { doneMessageSchema, type DoneMessage } from "../protocol/message.ts";
 import { MessageError, PushServerError, ServerErrorCode } from "./errors.ts";
+import { Subscribers } from "./subscribers.ts";
 
 /** Carries done messages from the workers that publish them to the push servers. */
 export interface Bus {
@@ -41,7 +42,7 @@ export function validateMessage(message: unknown): DoneMessage {
  * so the message is handed over by the time the returned promise settles.
  */
 export class EmbeddedBus implements Bus {
-  readonly #handlers = new Set<(message: DoneMessage) => void>();
+  readonly #subscribers = new Subscribers();
   readonly #logger: Logger | undefined;
   #closed = false;
 
@@ -58,28 +59,15 @@ export class EmbeddedBus implements Bus {
     }
 
     const valid = validateMessage(message);
-    // Copy the set, so a handler that unsubscribes does not skip its neighbour.
-    for (const handler of [...this.#handlers]) {
-      try {
-        handler(valid);
-      } catch (error) {
-        // One failing subscriber must not keep the message from the others.
-        this.#logger?.error({ err: error }, "bus subscriber failed");
-      }
-    }
+    this.#subscribers.deliver(valid, this.#logger);
   }
 
   subscribe(handler: (message: DoneMessage) => void): () => void {
-    // Wrap the handler, so subscribing one function twice gives two independent entries.
-    const entry = (message: DoneMessage) => handler(message);
-    this.#handlers.add(entry);
-    return () => {
-      this.#handlers.delete(entry);
-    };
+    return this.#subscribers.add(handler);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#handlers.clear();
+    this.#subscribers.clear();
   }
 }

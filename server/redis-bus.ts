@@ -11,6 +11,7 @@ import {
   publishDoneMessage,
 } from "./publish.ts";
 import { fieldValue, parseMessageText } from "./redis-message.ts";
+import { Subscribers } from "./subscribers.ts";
 
 /** Options of {@link RedisBus}. */
 export interface RedisBusOptions {
@@ -60,7 +61,7 @@ const READ_RETRY_MS = 250;
  * each of them itself.
  */
 export class RedisBus implements Bus {
-  readonly #handlers = new Set<(message: DoneMessage) => void>();
+  readonly #subscribers = new Subscribers();
   readonly #logger: Logger | undefined;
   readonly #key: string;
   readonly #keyPrefix: string;
@@ -149,11 +150,7 @@ export class RedisBus implements Bus {
   }
 
   subscribe(handler: (message: DoneMessage) => void): () => void {
-    const entry = (message: DoneMessage) => handler(message);
-    this.#handlers.add(entry);
-    return () => {
-      this.#handlers.delete(entry);
-    };
+    return this.#subscribers.add(handler);
   }
 
   /** Stops reading, drops every subscriber and disconnects at once, without waiting for XREAD. */
@@ -163,7 +160,7 @@ export class RedisBus implements Bus {
     this.#cancelWait?.();
     clearInterval(this.#trimTimer);
     clearInterval(this.#stallTimer);
-    this.#handlers.clear();
+    this.#subscribers.clear();
 
     this.#reader.disconnect();
     this.#subscriber.disconnect();
@@ -320,14 +317,7 @@ export class RedisBus implements Bus {
   }
 
   #handOver(message: DoneMessage): void {
-    for (const handler of [...this.#handlers]) {
-      try {
-        handler(message);
-      } catch (error) {
-        // One failing subscriber must not keep the message from the others.
-        this.#logger?.error({ err: error }, "bus subscriber failed");
-      }
-    }
+    this.#subscribers.deliver(message, this.#logger);
   }
 
   async #trim(): Promise<void> {
