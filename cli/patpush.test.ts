@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { ServerResponse } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "../common/logger.ts";
 import { startRedisServer, type RedisTestServer } from "../common/redis-test-server.ts";
@@ -10,6 +11,15 @@ import { BullmqQueue } from "../tasks/bullmq-queue.ts";
 import { buildTask, startRecordingServer, type RecordingServer } from "../tasks/test-server.ts";
 import type { Task } from "../tasks/types.ts";
 import { TaskWorker } from "../tasks/worker.ts";
+
+/** Returns a loopback port that nothing listens on. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const KEY = randomBytes(32).toString("hex");
@@ -193,6 +203,29 @@ describe("patpush cli", { timeout: 60_000 }, () => {
     assert.equal(result.stdout, "deleted 2 failed tasks\n");
     assert.equal(await queue.queue().getFailedCount(), 0);
     assert.equal(await queue.queue().getJob(tasks[0]?.id ?? ""), undefined);
+  });
+
+  it("stops on SIGTERM without Redis", async () => {
+    const closedPort = await freePort();
+    const env = {
+      PATPUSH_REDIS_URL: `redis://127.0.0.1:${closedPort}`,
+      PATPUSH_ENCRYPTION_KEY: KEY,
+      PATPUSH_ALLOWED_ORIGINS: portal.origin,
+    };
+    const signalledAt: number[] = [];
+
+    const result = await runCli(["worker"], env, (child) => {
+      child.stdout?.on("data", (chunk: Buffer) => {
+        if (signalledAt.length > 0) return;
+        if (!chunk.toString("utf8").includes("ECONNREFUSED")) return;
+        signalledAt.push(Date.now());
+        child.kill("SIGTERM");
+      });
+    });
+
+    assert.equal(signalledAt.length, 1, result.stdout);
+    assert.match(result.stdout, /"msg":"shutdown requested"/);
+    assert.notEqual(result.code, null, "the worker was killed instead of exiting");
   });
 
   it("runs a worker until SIGTERM", async () => {

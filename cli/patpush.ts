@@ -60,11 +60,39 @@ async function runWorker(env: NodeJS.ProcessEnv): Promise<number> {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
-  await worker.start();
+  // start() waits for Redis, so a signal during an outage must not wait for it.
+  const started = worker.start().then(() => true);
+  const startedFirst = await Promise.race([started, stopped.then(() => false)]);
   const signal = await stopped;
   logger.info({ signal }, "shutdown requested");
-  await worker.close();
+
+  // A worker that never reached Redis has no job to finish, and closing it
+  // would wait for a connection that may never come.
+  const limitMs = startedFirst ? SHUTDOWN_LIMIT_MS : UNSTARTED_SHUTDOWN_LIMIT_MS;
+  const closed = await settlesWithin(worker.close(), limitMs);
+  if (!closed) {
+    logger.warn({ limitMs }, "shutdown timed out; exiting without a clean close");
+    process.exit(1);
+  }
   return 0;
+}
+
+/** Longest wait for running tasks at shutdown: the default request timeout plus a margin. */
+const SHUTDOWN_LIMIT_MS = 35_000;
+/** Longest wait at shutdown for a worker that never connected to Redis. */
+const UNSTARTED_SHUTDOWN_LIMIT_MS = 2_000;
+
+/** Resolves true when `promise` settles within `limitMs`, false otherwise. */
+async function settlesWithin(promise: Promise<unknown>, limitMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), limitMs);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function withQueue<T>(env: NodeJS.ProcessEnv, run: (queue: Queue) => Promise<T>): Promise<T> {

@@ -121,12 +121,14 @@ def publish_done(redis_client, message, prefix=DEFAULT_PREFIX, maxlen=DEFAULT_ST
     push servers would skip as invalid.
     """
     check_message(message)
-    return redis_client.xadd(
+    entry_id = redis_client.xadd(
         f"{prefix}done",
         {"message": json.dumps(message, separators=(",", ":"))},
         maxlen=maxlen,
         approximate=True,
     )
+    # A client made without decode_responses=True returns the id as bytes.
+    return entry_id.decode("ascii") if isinstance(entry_id, bytes) else entry_id
 
 
 def check_message(message):

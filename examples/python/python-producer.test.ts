@@ -153,7 +153,7 @@ describe("python producer", { timeout: 60_000 }, () => {
     try {
       const entryId = await runPython(
         "import redis\n" +
-          "client = redis.Redis.from_url(REDIS_URL, decode_responses=True)\n" +
+          "client = redis.Redis.from_url(REDIS_URL)\n" +
           'message = {"user": "alice", "pushId": "doc-7"}\n' +
           "entry_id = pp.publish_done(client, message, prefix=PREFIX)\n" +
           "print(json.dumps(entry_id))",
