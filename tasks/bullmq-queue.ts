@@ -12,6 +12,7 @@ import { toJobData } from "./job-data.ts";
 import { QUEUE_NAME_PATTERN } from "./options.ts";
 import type { Task, TaskQueue } from "./types.ts";
 import { checkOrigin } from "./url.ts";
+import { logRedisOutages } from "./redis-outages.ts";
 
 /** Queue name used when neither the task nor the queue options name one. */
 export const DEFAULT_QUEUE_NAME = "tasks";
@@ -77,6 +78,8 @@ export class BullmqQueue implements TaskQueue {
   #closed = false;
 
   /** Throws ConfigError for a bad configuration or a missing encryptionKey. */
+  readonly #redisDown: () => boolean;
+
   constructor(options: BullmqQueueOptions) {
     this.#config = parseTaskConfig(options.config);
     this.#key = requireEncryptionKey(this.#config, "tasks");
@@ -84,9 +87,7 @@ export class BullmqQueue implements TaskQueue {
     checkQueueName(this.#defaultQueue);
     this.#logger = (options.logger ?? createLogger()).child({ component: "task-queue" });
     this.#connection = new Redis(options.redisUrl);
-    this.#connection.on("error", (error: Error) => {
-      this.#logger.error({ err: error }, "redis connection error");
-    });
+    this.#redisDown = logRedisOutages(this.#connection, this.#logger);
   }
 
   /** Returns the BullMQ queue called `name`, creating it on first use. */
@@ -97,6 +98,8 @@ export class BullmqQueue implements TaskQueue {
       const prefix = bullmqPrefix(this.#config.keyPrefix);
       queue = new Queue(name, { connection: this.#connection, prefix });
       queue.on("error", (error: Error) => {
+        // During an outage the connection's own line already reports the cause.
+        if (this.#redisDown()) return;
         this.#logger.error({ err: error, queue: name }, "task queue error");
       });
       this.#queues.set(name, queue);

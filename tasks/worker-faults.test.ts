@@ -183,6 +183,14 @@ describe("task worker faults", { timeout: 60_000 }, () => {
     await waitForJobState(queue, sent.id, "completed");
     assert.deepEqual(receivedIds(portal), [sent.id]);
     assert.deepEqual(processErrors.slice(errorsBefore), []);
+
+    // ioredis retried many times during the two seconds; the log holds one line for the outage.
+    const workerLines = logs.lines
+      .map((line) => JSON.parse(line) as { component?: string; msg?: string })
+      .filter((entry) => entry.component === "task-worker");
+    const outageLines = workerLines.filter((entry) => entry.msg === "redis connection error");
+    assert.equal(outageLines.length, 1);
+    assert.ok(workerLines.some((entry) => entry.msg === "redis connection restored"));
   });
 
   it("keeps working after losing a job", { timeout: 25_000 }, async (t) => {

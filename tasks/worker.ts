@@ -21,6 +21,7 @@ import { dispatchTask, type DispatchOutcome } from "./dispatch.ts";
 import { fromJobData } from "./job-data.ts";
 import type { Task } from "./types.ts";
 import { checkOrigin } from "./url.ts";
+import { logRedisOutages } from "./redis-outages.ts";
 
 /** How long an idle keep-alive connection to the portal stays open, in milliseconds. */
 const KEEP_ALIVE_TIMEOUT_MS = 4000;
@@ -107,9 +108,7 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
 
     // BullMQ workers block on Redis, so ioredis must retry commands without a limit.
     this.#connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
-    this.#connection.on("error", (error: Error) => {
-      this.#logger.error({ err: error }, "redis connection error");
-    });
+    const redisDown = logRedisOutages(this.#connection, this.#logger);
     this.#worker = new Worker(queue, (job) => this.#process(job), {
       connection: this.#connection,
       prefix: bullmqPrefix(this.#config.keyPrefix),
@@ -124,7 +123,11 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
       // BullMQ emits "failed" for every failed attempt, but sets finishedOn only on the final one.
       if (job?.finishedOn !== undefined) this.emit("failed", String(job.id), error);
     });
-    this.#worker.on("error", (error) => this.#logger.error({ err: error }, "task worker error"));
+    this.#worker.on("error", (error) => {
+      // During an outage the connection's own line already reports the cause.
+      if (redisDown()) return;
+      this.#logger.error({ err: error }, "task worker error");
+    });
   }
 
   /** Starts consuming jobs; resolves once the worker is connected to Redis. */
