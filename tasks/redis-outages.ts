@@ -8,7 +8,7 @@ import type { Logger } from "../common/logger.ts";
  * ioredis emits an error for every reconnect attempt, which would otherwise
  * flood the log for as long as Redis is away.
  *
- * Returns a function that tells whether an outage is in progress, so that
+ * Returns a function that reports whether an outage is in progress, so that
  * errors of the BullMQ objects sharing the connection can be held back too.
  */
 export function logRedisOutages(connection: Redis, logger: Logger): () => boolean {
