@@ -22,12 +22,18 @@ const redisUrlSchema = z.string({ error: "is required" }).refine(
   { message: "must be a redis:// or rediss:// URL" },
 );
 
+/** Returns true when an entry of the comma-separated `text` is a URL with credentials. */
+function hasUserInfo(text: string): boolean {
+  return text.split(",").some((entry) => /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(entry.trim()));
+}
+
 const originListSchema = z.string({ error: "is required" }).transform((value, ctx) => {
   const origins: string[] = [];
   for (const entry of value.split(",").map((item) => item.trim()).filter(Boolean)) {
     const result = normaliseOrigin(entry);
     if ("problem" in result) {
-      ctx.issues.push({ code: "custom", message: `${entry} ${result.problem}`, input: value });
+      const shown = hasUserInfo(entry) ? "an entry with a user name or password" : entry;
+      ctx.issues.push({ code: "custom", message: `${shown} ${result.problem}`, input: value });
     } else {
       origins.push(result.origin);
     }
@@ -85,7 +91,8 @@ function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.inf
     const name = String(issue.path[0] ?? "(environment)");
     const value = input[name];
     let displayed = value === undefined ? "missing" : JSON.stringify(value).slice(0, 80);
-    if (value !== undefined && SECRET_VARIABLES.has(name)) displayed = "[redacted]";
+    const secret = SECRET_VARIABLES.has(name) || (typeof value === "string" && hasUserInfo(value));
+    if (value !== undefined && secret) displayed = "[redacted]";
     return `${name}: ${issue.message} (got ${displayed})`;
   });
   throw new ConfigError("environment", problems);
