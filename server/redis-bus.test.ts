@@ -319,3 +319,118 @@ describe("redis bus close", { timeout: 30_000 }, () => {
     }
   });
 });
+
+describe("redis bus stream reset", { timeout: 30_000 }, () => {
+  /** Appends one entry for alice with `pushId`, at `id` ("*" lets Redis choose). */
+  async function addEntry(key: string, pushId: string, id = "*"): Promise<void> {
+    await admin.xadd(key, id, "message", JSON.stringify({ user: "alice", pushId }));
+  }
+
+  /** Waits long enough for several XREAD rounds that return nothing. */
+  async function idleRounds(blockMs: number): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, blockMs * 3));
+  }
+
+  it("reads a recreated stream after DEL", async () => {
+    const { received, logs, prefix } = await startBus({ blockMs: 200 });
+    const key = `${prefix}done`;
+    await addEntry(key, "future-id", "99999999999999-0");
+    await waitUntil(() => received.length === 1, "the future entry arrives");
+
+    await admin.del(key);
+    await addEntry(key, "after-del");
+
+    await waitUntil(() => received.length === 2, "the entry after DEL arrives");
+    assert.deepEqual(pushIds(received), ["future-id", "after-del"]);
+    const resets = logs.records().filter((r) => r.msg === "done stream reset");
+    assert.equal(resets.length, 1);
+    assert.equal(resets[0]?.level, 40);
+    assert.equal(resets[0]?.lastId, "99999999999999-0");
+  });
+
+  it("reads a stream created when missing", async () => {
+    const { received, logs, prefix } = await startBus({ blockMs: 200 });
+    const key = `${prefix}done`;
+    await addEntry(key, "future-id", "99999999999999-0");
+    await waitUntil(() => received.length === 1, "the future entry arrives");
+
+    const missingLogs = () => logs.records().filter((r) => r.msg === "done stream missing");
+    const missingBefore = missingLogs().length;
+    await admin.del(key);
+    await waitUntil(() => missingLogs().length > missingBefore, "the missing stream is noticed");
+    assert.equal(missingLogs().at(-1)?.level, 30);
+    await addEntry(key, "first");
+    await addEntry(key, "second");
+
+    await waitUntil(() => received.length === 3, "the new entries arrive");
+    assert.deepEqual(pushIds(received), ["future-id", "first", "second"]);
+  });
+
+  it("reads a replaced stream with lower ids", async () => {
+    const { bus, received, logs, prefix } = await startBus({ blockMs: 200 });
+    const key = `${prefix}done`;
+    await addEntry(key, "old");
+    await waitUntil(() => received.length === 1, "the old entry arrives");
+
+    await admin.del(key);
+    await addEntry(key, "low-1", "1-0");
+    await waitUntil(() => received.length === 2, "the low entry arrives");
+    await addEntry(key, "low-2", "2-0");
+    await waitUntil(() => received.length === 3, "the next low entry arrives");
+    await idleRounds(200);
+
+    assert.deepEqual(pushIds(received), ["old", "low-1", "low-2"]);
+    const resets = logs.records().filter((r) => r.msg === "done stream reset");
+    assert.equal(resets.length, 1);
+    assert.equal(resets[0]?.lastGeneratedId, "1-0");
+    assert.equal(bus.ready(), true);
+  });
+
+  it("delivers each entry once across rounds", async () => {
+    const { received, logs, prefix } = await startBus({ blockMs: 200 });
+    const key = `${prefix}done`;
+    const expected: string[] = [];
+
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 3; i++) {
+        const pushId = `n${round}-${i}`;
+        expected.push(pushId);
+        await addEntry(key, pushId);
+      }
+      await waitUntil(() => received.length >= expected.length, `round ${round} arrives`);
+      // XDEL of the newest entry lowers the newest id, but not the last-generated-id.
+      if (round === 2) {
+        const [[newestId] = []] = await admin.xrevrange(key, "+", "-", "COUNT", 1);
+        assert.ok(newestId, "the stream has a newest entry");
+        assert.equal(await admin.xdel(key, newestId), 1);
+      }
+      await idleRounds(200);
+    }
+
+    assert.deepEqual(pushIds(received), expected);
+    assert.equal(logs.records().filter((r) => r.msg === "done stream reset").length, 0);
+  });
+
+  it("is not ready on WRONGTYPE", async () => {
+    const { bus, received, logs, prefix } = await startBus({ blockMs: 200 });
+    const key = `${prefix}done`;
+
+    await admin.set(key, "not a stream");
+    await waitUntil(() => !bus.ready(), "the bus reports the failing reads");
+    // Several retries run during the idle rounds, and each streak is logged once.
+    await idleRounds(200);
+    assert.equal(bus.ready(), false);
+
+    await admin.del(key);
+    await addEntry(key, "fixed");
+    await waitUntil(() => bus.ready(), "the bus is ready again");
+    await waitUntil(() => received.length === 1, "the entry arrives");
+
+    assert.deepEqual(pushIds(received), ["fixed"]);
+    const failures = logs.records().filter((r) => r.msg === "stream read failed");
+    assert.equal(failures.length, 1);
+    assert.match(String((failures[0]?.err as { message?: string })?.message), /WRONGTYPE/);
+    const resumed = logs.records().filter((r) => r.msg === "stream read resumed");
+    assert.equal(resumed.length, 1);
+  });
+});

@@ -11,6 +11,7 @@ import {
   publishDoneMessage,
 } from "./publish.ts";
 import { fieldValue, parseMessageText } from "./redis-message.ts";
+import { compareStreamIds, readStreamState } from "./stream-position.ts";
 import { Subscribers } from "./subscribers.ts";
 
 /** Options of {@link RedisBus}. */
@@ -78,8 +79,20 @@ export class RedisBus implements Bus {
   readonly #readLoop: Promise<void>;
   /** Ends the wait of the read loop on close(), see #untilClosed. */
   #cancelWait: (() => void) | undefined;
-  /** Id of the last stream entry read, or undefined until the start position is known. */
+  /**
+   * Id of the last stream entry read, or undefined until the start position is
+   * known. "0-0" after the stream was found missing or replaced.
+   */
   #lastId: string | undefined;
+  /** True when the stream must be checked for a reset before the next XREAD, see #checkStream. */
+  #streamCheckDue = false;
+  /**
+   * True from a check that found no done stream key until the stream is seen
+   * again, so each absence is logged once.
+   */
+  #streamMissing = false;
+  /** True from a failed stream read until the next successful one. */
+  #readFailing = false;
   #subscribed = false;
   #closed = false;
 
@@ -105,6 +118,11 @@ export class RedisBus implements Bus {
       maxRetriesPerRequest: null,
       autoResubscribe: false,
     });
+    // A reconnect may reach a restarted Redis or a replica that took over, which can
+    // hold a new stream with lower ids.
+    this.#reader.on("ready", () => {
+      this.#streamCheckDue = true;
+    });
     // NOTE: only the reader detects a silently dead network path (#watchRead). The
     // subscriber waits for TCP to fail, and ready() stays true until then.
     this.#subscriber.on("ready", () => this.#subscribeChannel());
@@ -120,12 +138,16 @@ export class RedisBus implements Bus {
     this.#trimTimer.unref();
   }
 
-  /** Returns true while the stream reader and the channel subscriber are both connected. */
+  /**
+   * Returns true while the stream reader and the channel subscriber are both
+   * connected and the last stream read succeeded.
+   */
   ready(): boolean {
     return (
       !this.#closed &&
       this.#subscribed &&
       this.#lastId !== undefined &&
+      !this.#readFailing &&
       this.#reader.status === "ready" &&
       this.#subscriber.status === "ready"
     );
@@ -205,14 +227,17 @@ export class RedisBus implements Bus {
   /**
    * Reads the done stream until close(). After any failure it resumes from
    * the last entry id it delivered, so entries written while the reader was
-   * disconnected are delivered once it is back.
+   * disconnected are delivered once it is back. After a reconnect, a failure
+   * or an XREAD that returned nothing, it first checks whether the stream was
+   * deleted or replaced (#checkStream), so normal traffic costs no extra command.
    */
   async #readStream(): Promise<void> {
-    let failing = false;
     while (!this.#closed) {
       try {
         this.#lastId ??= await this.#untilClosed(this.#latestEntryId());
         if (this.#closed || this.#lastId === undefined) return;
+        if (this.#streamCheckDue) await this.#checkStream();
+        if (this.#closed) return;
 
         const reply = await this.#untilClosed(
           this.#watchRead(
@@ -228,18 +253,59 @@ export class RedisBus implements Bus {
           ),
         );
         if (this.#closed) return;
-        if (failing) {
-          this.#logger?.info({ stream: this.#key, lastId: this.#lastId }, "stream read resumed");
-        }
-        failing = false;
+        this.#onReadSucceeded();
+        if (!reply?.length) this.#streamCheckDue = true;
         for (const [, entries] of reply ?? []) this.#onStreamEntries(entries);
       } catch (error) {
         if (this.#closed) return;
-        if (!failing) this.#logger?.warn({ err: error, stream: this.#key }, "stream read failed");
-        failing = true;
+        if (!this.#readFailing) {
+          this.#logger?.warn({ err: error, stream: this.#key }, "stream read failed");
+        }
+        this.#readFailing = true;
+        this.#streamCheckDue = true;
         await this.#untilClosed(new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS)));
       }
     }
+  }
+
+  /**
+   * Moves the read position to "0-0" when the done stream is missing or was
+   * replaced, so the first entry of a recreated stream is delivered. A stream
+   * whose last-generated-id is below the last id read was replaced, for example
+   * by DEL and XADD, or by a Redis restart without persistence or a failover
+   * to a server whose clock is behind. Throws what the check's commands throw.
+   */
+  async #checkStream(): Promise<void> {
+    const state = await this.#untilClosed(readStreamState(this.#reader, this.#key));
+    if (this.#closed || state === undefined) return;
+    this.#streamCheckDue = false;
+    this.#onReadSucceeded();
+
+    if (!state.exists) {
+      if (!this.#streamMissing) {
+        this.#logger?.info({ stream: this.#key }, "done stream missing");
+      }
+      this.#streamMissing = true;
+      this.#lastId = "0-0";
+      return;
+    }
+    this.#streamMissing = false;
+    // NOTE: a replacing stream whose ids already passed the last id read looks
+    // like the old one, so its entries up to that id are not delivered.
+    if (this.#lastId !== undefined && compareStreamIds(state.lastGeneratedId, this.#lastId) < 0) {
+      this.#logger?.warn(
+        { stream: this.#key, lastId: this.#lastId, lastGeneratedId: state.lastGeneratedId },
+        "done stream reset",
+      );
+      this.#lastId = "0-0";
+    }
+  }
+
+  #onReadSucceeded(): void {
+    if (this.#readFailing) {
+      this.#logger?.info({ stream: this.#key, lastId: this.#lastId }, "stream read resumed");
+    }
+    this.#readFailing = false;
   }
 
   /**
@@ -287,6 +353,7 @@ export class RedisBus implements Bus {
   }
 
   #onStreamEntries(entries: [id: string, fields: string[]][]): void {
+    if (entries.length > 0) this.#streamMissing = false;
     for (const [id, fields] of entries) {
       this.#lastId = id;
       const parsed = parseMessageText(fieldValue(fields, MESSAGE_FIELD));

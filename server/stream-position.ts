@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 
-/** State of the done stream key, as one check sees it. */
+/** State of the done stream key at one check. */
 export type StreamState = { exists: false } | { exists: true; lastGeneratedId: string };
 
 /**
@@ -23,8 +23,8 @@ function splitStreamId(id: string): [bigint, bigint] {
 /**
  * Reads whether `key` exists and, for a stream, its `last-generated-id` with
  * one pipelined `EXISTS` + `XINFO STREAM`. Unlike the newest entry id, the
- * last-generated-id never decreases within one stream, not even after XDEL or
- * XTRIM, so a lower value means that the key holds a different stream.
+ * last-generated-id of a stream stays put on XDEL and XTRIM and only XSETID can
+ * lower it, so a lower value means that the key now contains a different stream.
  * Throws the Redis error when the key holds another type (WRONGTYPE).
  */
 export async function readStreamState(redis: Redis, key: string): Promise<StreamState> {
