@@ -77,9 +77,9 @@ async function runWorker(env: NodeJS.ProcessEnv): Promise<number> {
   return 0;
 }
 
-/** Longest wait for running tasks at shutdown: the default request timeout plus a margin. */
+/** Maximum wait for running tasks at shutdown: the default request timeout plus a margin. */
 const SHUTDOWN_LIMIT_MS = 35_000;
-/** Longest wait at shutdown for a worker that never connected to Redis. */
+/** Maximum wait at shutdown for a worker that never connected to Redis. */
 const UNSTARTED_SHUTDOWN_LIMIT_MS = 2_000;
 
 /** Resolves true when `promise` settles within `limitMs`, false otherwise. */

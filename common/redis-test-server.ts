@@ -45,7 +45,7 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
       return;
     } catch (error) {
       if (Date.now() > deadline)
-        throw new Error(`redis-server at ${url} did not answer PING`, { cause: error });
+        throw new Error(`redis-server at ${url} did not respond to PING`, { cause: error });
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
       client.disconnect();
@@ -53,7 +53,7 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
-/** Starts a redis-server on a free port of 127.0.0.1 and waits until it answers PING. */
+/** Starts a redis-server on a free port of 127.0.0.1 and waits until it responds to PING. */
 export async function startRedisServer(): Promise<RedisTestServer> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;

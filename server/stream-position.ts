@@ -25,7 +25,7 @@ function splitStreamId(id: string): [bigint, bigint] {
  * one pipelined `EXISTS` + `XINFO STREAM`. Unlike the newest entry id, the
  * last-generated-id of a stream stays put on XDEL and XTRIM and only XSETID can
  * lower it, so a lower value means that the key now contains a different stream.
- * Throws the Redis error when the key holds another type (WRONGTYPE).
+ * Throws the Redis error when the key contains another type (WRONGTYPE).
  */
 export async function readStreamState(redis: Redis, key: string): Promise<StreamState> {
   const results = await redis.pipeline().exists(key).xinfo("STREAM", key).exec();

@@ -184,7 +184,7 @@ describe("task worker faults", { timeout: 60_000 }, () => {
     assert.deepEqual(receivedIds(portal), [sent.id]);
     assert.deepEqual(processErrors.slice(errorsBefore), []);
 
-    // ioredis retried many times during the two seconds; the log holds one line for the outage.
+    // ioredis retried many times during the two seconds, and the log contains one line for the outage.
     const workerLines = logs.lines
       .map((line) => JSON.parse(line) as { component?: string; msg?: string })
       .filter((entry) => entry.component === "task-worker");
