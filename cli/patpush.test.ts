@@ -3,23 +3,14 @@ import { spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { ServerResponse } from "node:http";
-import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../common/free-port.ts";
 import { createLogger } from "../common/logger.ts";
 import { startRedisServer, type RedisTestServer } from "../common/redis-test-server.ts";
 import { BullmqQueue } from "../tasks/bullmq-queue.ts";
 import { buildTask, startRecordingServer, type RecordingServer } from "../tasks/test-server.ts";
 import type { Task } from "../tasks/types.ts";
 import { TaskWorker } from "../tasks/worker.ts";
-
-/** Returns a loopback port that nothing listens on. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const KEY = randomBytes(32).toString("hex");

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createServer, type AddressInfo } from "node:net";
 import { Redis } from "ioredis";
+import { freePort } from "./free-port.ts";
 
 /** Path of the redis-server binary; override with PATPUSH_REDIS_SERVER. */
 export const REDIS_SERVER_PATH = process.env.PATPUSH_REDIS_SERVER ?? "redis-server";
@@ -20,14 +20,6 @@ export interface RedisTestServer {
   stop(): Promise<void>;
   /** Ends the server with SIGKILL and waits for it to exit. */
   kill(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function waitForPing(url: string, timeoutMs: number): Promise<void> {

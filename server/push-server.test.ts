@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { request } from "undici";
+import { freePort } from "../common/free-port.ts";
 import type { WelcomeFrame } from "../protocol/frames.ts";
 import { EmbeddedBus } from "./bus.ts";
 import { startPushServer } from "./push-server.ts";
@@ -77,20 +78,17 @@ describe("push server start", { timeout: 30_000 }, () => {
   });
 
   it("fails on a port another process holds", async () => {
-    const free = createServer();
-    await new Promise<void>((resolve) => free.listen(0, "127.0.0.1", resolve));
-    const freePort = (free.address() as AddressInfo).port;
-    await new Promise((resolve) => free.close(resolve));
+    const heldPort = await freePort();
 
     const holder = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", HOLDER], {
       cwd: process.cwd(),
-      env: { ...process.env, AUTH_URL: portal.authUrl, PORT: String(freePort), PATPUSH_LOG_LEVEL: "silent" },
+      env: { ...process.env, AUTH_URL: portal.authUrl, PORT: String(heldPort), PATPUSH_LOG_LEVEL: "silent" },
       stdio: ["ignore", "pipe", "inherit"],
     });
     after(() => holder.kill("SIGKILL"));
     const [line] = (await once(createInterface({ input: holder.stdout! }), "line")) as [string];
     const port = Number(line);
-    assert.equal(port, freePort, `holder printed ${line}`);
+    assert.equal(port, heldPort, `holder printed ${line}`);
 
     const bus = new EmbeddedBus();
     const config = { authUrl: portal.authUrl, port };

@@ -11,7 +11,7 @@ import { TaskError, TaskErrorCode } from "./errors.ts";
 import { toJobData } from "./job-data.ts";
 import { QUEUE_NAME_PATTERN } from "./options.ts";
 import type { Task, TaskQueue } from "./types.ts";
-import { checkOrigin } from "./url.ts";
+import { checkTaskUrl } from "./url.ts";
 import { logRedisOutages } from "./redis-outages.ts";
 
 /** Queue name used when neither the task nor the queue options name one. */
@@ -50,16 +50,6 @@ function checkQueueName(name: string): void {
     "invalid task options:\n  queue: must be 1-64 letters, digits, '_' or '-' " +
       `(got ${JSON.stringify(name).slice(0, 80)})`,
   );
-}
-
-function parseTaskUrl(task: Task): URL {
-  try {
-    return new URL(task.url);
-  } catch (error) {
-    const url = JSON.stringify(task.url);
-    const message = `task ${task.id} has the invalid url ${url}; pass an absolute URL`;
-    throw new TaskError(TaskErrorCode.URL_INVALID, message, { cause: error });
-  }
 }
 
 /**
@@ -121,7 +111,7 @@ export class BullmqQueue implements TaskQueue {
         `task queue is closed; task ${task.id} was not added`,
       );
     }
-    checkOrigin(parseTaskUrl(task), this.#config.allowedOrigins);
+    checkTaskUrl(task, this.#config.allowedOrigins);
     const queue = this.queue(task.queue ?? this.#defaultQueue);
 
     const options: JobsOptions = {

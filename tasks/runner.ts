@@ -6,7 +6,7 @@ import { parseTaskConfig, type TaskConfig, type TaskConfigInput } from "./config
 import { dispatchTask, type DispatchOutcome } from "./dispatch.ts";
 import { DispatchError, DispatchErrorCode, TaskError, TaskErrorCode } from "./errors.ts";
 import type { Task, TaskQueue } from "./types.ts";
-import { checkOrigin } from "./url.ts";
+import { checkTaskUrl } from "./url.ts";
 
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer waits are split. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -37,16 +37,6 @@ export interface InProcessRunnerOptions {
   config: TaskConfigInput;
   /** Parent logger; a default one writes to standard output. */
   logger?: Logger;
-}
-
-function parseTaskUrl(task: Task): URL {
-  try {
-    return new URL(task.url);
-  } catch (error) {
-    const url = JSON.stringify(task.url);
-    const message = `task ${task.id} has the invalid url ${url}; pass an absolute URL`;
-    throw new TaskError(TaskErrorCode.URL_INVALID, message, { cause: error });
-  }
 }
 
 interface Entry {
@@ -104,7 +94,7 @@ export class InProcessRunner extends EventEmitter<RunnerEvents> implements TaskQ
         `task runner is closed; task ${task.id} was not added`,
       );
     }
-    checkOrigin(parseTaskUrl(task), this.#config.allowedOrigins);
+    checkTaskUrl(task, this.#config.allowedOrigins);
 
     if (task.debounceKey !== undefined) {
       const existingId = this.#debounced.get(task.debounceKey);

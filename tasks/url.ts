@@ -1,3 +1,4 @@
+import type { Task } from "./types.ts";
 import { TaskError, TaskErrorCode } from "./errors.ts";
 
 const SCHEME_PATTERN = /^[A-Za-z][A-Za-z0-9+.-]*:/;
@@ -87,6 +88,27 @@ export function resolveTaskUrl(
   const resolved = parseHttpUrl(absolute, "url");
   checkOrigin(resolved, allowedOrigins);
   return resolved.href;
+}
+
+/**
+ * Parses a queued task's URL and checks its origin, because a queue may hold
+ * tasks from other producers. Throws PATPUSH_TASK_URL_INVALID or
+ * PATPUSH_TASK_URL_NOT_ALLOWED, and returns the parsed URL.
+ */
+export function checkTaskUrl(
+  task: Pick<Task, "id" | "url">,
+  allowedOrigins: readonly string[],
+): URL {
+  let url: URL;
+  try {
+    url = new URL(task.url);
+  } catch (error) {
+    const shown = JSON.stringify(task.url);
+    const message = `task ${task.id} has the invalid url ${shown}; pass an absolute URL`;
+    throw new TaskError(TaskErrorCode.URL_INVALID, message, { cause: error });
+  }
+  checkOrigin(url, allowedOrigins);
+  return url;
 }
 
 /** Throws PATPUSH_TASK_URL_NOT_ALLOWED unless the URL's origin is one of `allowedOrigins`. */

@@ -20,7 +20,7 @@ import {
 import { dispatchTask, type DispatchOutcome } from "./dispatch.ts";
 import { fromJobData } from "./job-data.ts";
 import type { Task } from "./types.ts";
-import { checkOrigin } from "./url.ts";
+import { checkTaskUrl } from "./url.ts";
 import { logRedisOutages } from "./redis-outages.ts";
 
 /** How long an idle keep-alive connection to the portal stays open, in milliseconds. */
@@ -174,8 +174,7 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
   #openTask(job: Job, log: Logger): { task: Task; origin: string } {
     try {
       const task = fromJobData(job.data, this.#key);
-      const url = new URL(task.url);
-      checkOrigin(url, this.#config.allowedOrigins);
+      const url = checkTaskUrl(task, this.#config.allowedOrigins);
       return { task, origin: url.origin };
     } catch (error) {
       log.error({ err: error }, "task rejected");
