@@ -91,7 +91,7 @@ export function resolveTaskUrl(
 }
 
 /**
- * Parses a queued task's URL and checks its origin, because a queue may hold
+ * Parses a queued task's URL and checks its origin, because a queue may contain
  * tasks from other producers. Throws PATPUSH_TASK_URL_INVALID or
  * PATPUSH_TASK_URL_NOT_ALLOWED, and returns the parsed URL.
  */
@@ -103,8 +103,8 @@ export function checkTaskUrl(
   try {
     url = new URL(task.url);
   } catch (error) {
-    const shown = JSON.stringify(task.url);
-    const message = `task ${task.id} has the invalid url ${shown}; pass an absolute URL`;
+    const quotedUrl = JSON.stringify(task.url);
+    const message = `task ${task.id} has the invalid url ${quotedUrl}; pass an absolute URL`;
     throw new TaskError(TaskErrorCode.URL_INVALID, message, { cause: error });
   }
   checkOrigin(url, allowedOrigins);
