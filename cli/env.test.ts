@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseWorkerEnv } from "./env.ts";
+import { parsePushServerEnv, parseWorkerEnv } from "./env.ts";
 
 const KEY = "ab".repeat(32);
 
@@ -31,5 +31,76 @@ describe("worker environment", () => {
     };
 
     assert.throws(() => parseWorkerEnv(env), /ftp:\/\/portal\.example must use http or https/);
+  });
+});
+
+describe("push-server environment", () => {
+  it("maps variables to config fields", () => {
+    const { config, logLevel } = parsePushServerEnv({
+      PATPUSH_AUTH_URL: "https://portal.example/@@auth",
+      PATPUSH_PUSH_HOST: "::1",
+      PATPUSH_PUSH_PORT: "9000",
+      PATPUSH_PUSH_PATH: "/live",
+      PATPUSH_PUSH_ORIGINS: "https://a.example, https://b.example",
+      PATPUSH_COOKIE_NAMES: "__ac,session",
+      PATPUSH_REDIS_URL: "redis://127.0.0.1:6390",
+      PATPUSH_KEY_PREFIX: "site1:",
+      PATPUSH_API_KEY: "k".repeat(32),
+      PATPUSH_RECOVERY_WINDOW_MS: "60000",
+      PATPUSH_RECOVERY_MAX_MESSAGES: "20",
+      PATPUSH_SHUTDOWN_DRAIN_MS: "500",
+      PATPUSH_LOG_LEVEL: "warn",
+    });
+
+    assert.equal(config.authUrl, "https://portal.example/@@auth");
+    assert.equal(config.host, "::1");
+    assert.equal(config.port, 9000);
+    assert.equal(config.path, "/live");
+    assert.deepEqual(config.allowedOrigins, ["https://a.example", "https://b.example"]);
+    assert.deepEqual(config.cookieNames, ["__ac", "session"]);
+    assert.equal(config.redisUrl, "redis://127.0.0.1:6390");
+    assert.equal(config.keyPrefix, "site1:");
+    assert.equal(config.apiKey, "k".repeat(32));
+    assert.equal(config.recoveryWindowMs, 60_000);
+    assert.equal(config.recoveryMaxMessages, 20);
+    assert.equal(config.shutdownDrainMs, 500);
+    assert.equal(logLevel, "warn");
+  });
+
+  it("applies defaults for empty variables", () => {
+    const { config, logLevel } = parsePushServerEnv({
+      PATPUSH_AUTH_URL: "https://portal.example/@@auth",
+      PATPUSH_PUSH_PORT: "",
+      PATPUSH_REDIS_URL: "",
+    });
+
+    assert.equal(config.port, 8481);
+    assert.equal(config.host, "127.0.0.1");
+    assert.deepEqual(config.allowedOrigins, ["https://portal.example"]);
+    assert.equal(config.redisUrl, undefined);
+    assert.equal(config.recoveryWindowMs, 300_000);
+    assert.equal(config.shutdownDrainMs, 10_000);
+    assert.equal(logLevel, "info");
+  });
+
+  it("lists each problem once", () => {
+    assert.throws(
+      () =>
+        parsePushServerEnv({
+          PATPUSH_PUSH_PORT: "70000",
+          PATPUSH_RECOVERY_MAX_MESSAGES: "1.5",
+          PATPUSH_API_KEY: "too-short-secret",
+        }),
+      (error: Error & { code?: string; problems?: string[] }) => {
+        assert.equal(error.code, "PATPUSH_CONFIG_INVALID");
+        assert.equal(error.problems?.length, 4);
+        assert.match(error.message, /PATPUSH_AUTH_URL: .*\(got missing\)/);
+        assert.match(error.message, /PATPUSH_PUSH_PORT: .*\(got "70000"\)/);
+        assert.match(error.message, /PATPUSH_RECOVERY_MAX_MESSAGES: must be a whole number/);
+        assert.match(error.message, /PATPUSH_API_KEY: .*\(got \[redacted\]\)/);
+        assert.doesNotMatch(error.message, /too-short-secret/);
+        return true;
+      },
+    );
   });
 });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../common/config.ts";
+import { serverConfigSchema, type ServerConfig, type ServerConfigInput } from "../server/config.ts";
 import { decodeEncryptionKey } from "../tasks/crypto.ts";
 import { KEY_PREFIX_PATTERN, normaliseOrigin } from "../tasks/config.ts";
 import { QUEUE_NAME_PATTERN } from "../tasks/options.ts";
@@ -9,6 +10,7 @@ const SECRET_VARIABLES = new Set([
   "PATPUSH_ENCRYPTION_KEY",
   "PATPUSH_SIGNING_SECRET",
   "PATPUSH_REDIS_URL",
+  "PATPUSH_API_KEY",
 ]);
 
 const redisUrlSchema = z.string({ error: "is required" }).refine(
@@ -106,4 +108,95 @@ export function parseQueueEnv(env: NodeJS.ProcessEnv): QueueEnv {
 /** Parses the environment of `patpush worker`; throws ConfigError listing every problem. */
 export function parseWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
   return parseEnv(workerEnvSchema, env);
+}
+
+/** pino's level names. */
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const integerSchema = z
+  .string()
+  .regex(/^[0-9]{1,15}$/, "must be a whole number of at most 15 digits")
+  .transform(Number);
+
+const listSchema = z.string().transform((value) =>
+  value
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean),
+);
+
+/**
+ * Environment variables of `patpush push-server`, each with the push server
+ * config field it sets. The field's own schema in server/config.ts checks the
+ * value and applies its default, so the rules live in one place.
+ */
+const pushServerVariables = {
+  PATPUSH_AUTH_URL: { field: "authUrl", schema: z.string() },
+  PATPUSH_PUSH_HOST: { field: "host", schema: z.string() },
+  PATPUSH_PUSH_PORT: { field: "port", schema: integerSchema },
+  PATPUSH_PUSH_PATH: { field: "path", schema: z.string() },
+  PATPUSH_PUSH_ORIGINS: { field: "allowedOrigins", schema: listSchema },
+  PATPUSH_COOKIE_NAMES: { field: "cookieNames", schema: listSchema },
+  PATPUSH_REDIS_URL: { field: "redisUrl", schema: z.string() },
+  PATPUSH_KEY_PREFIX: { field: "keyPrefix", schema: z.string() },
+  PATPUSH_API_KEY: { field: "apiKey", schema: z.string() },
+  PATPUSH_RECOVERY_WINDOW_MS: { field: "recoveryWindowMs", schema: integerSchema },
+  PATPUSH_RECOVERY_MAX_MESSAGES: { field: "recoveryMaxMessages", schema: integerSchema },
+  PATPUSH_SHUTDOWN_DRAIN_MS: { field: "shutdownDrainMs", schema: integerSchema },
+} as const satisfies Record<string, { field: keyof ServerConfigInput; schema: z.ZodType }>;
+
+type PushServerVariable = keyof typeof pushServerVariables;
+
+/** Settings of `patpush push-server`. */
+export interface PushServerEnv {
+  /** Push server options, with the defaults of server/config.ts applied. */
+  config: ServerConfig;
+  /** pino log level. @defaultValue "info" */
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Returns the problem line of `name`, with a secret or credential-bearing value redacted. */
+function describeProblem(name: string, message: string, value: string | undefined): string {
+  let displayed = value === undefined ? "missing" : JSON.stringify(value).slice(0, 80);
+  const secret = SECRET_VARIABLES.has(name) || (value !== undefined && hasUserInfo(value));
+  if (value !== undefined && secret) displayed = "[redacted]";
+  return `${name}: ${message} (got ${displayed})`;
+}
+
+/**
+ * Parses the environment of `patpush push-server` into push server options.
+ * Throws one ConfigError that lists every problem by variable name.
+ */
+export function parsePushServerEnv(env: NodeJS.ProcessEnv): PushServerEnv {
+  const problems: string[] = [];
+  const config: Record<string, unknown> = {};
+  const fieldVariables = new Map<string, PushServerVariable>();
+
+  for (const [name, { field, schema }] of Object.entries(pushServerVariables)) {
+    fieldVariables.set(field, name as PushServerVariable);
+    const value = env[name];
+    // An empty variable counts as unset, as in the worker's environment.
+    if (value === undefined || value === "") continue;
+    const result = schema.safeParse(value);
+    if (result.success) config[field] = result.data;
+    else problems.push(describeProblem(name, result.error.issues[0]?.message ?? "invalid", value));
+  }
+
+  // A variable that failed its own check is left out, so only its line reports it.
+  const reported = new Set(problems.map((line) => line.slice(0, line.indexOf(":"))));
+  const result = serverConfigSchema.safeParse(config);
+  for (const issue of result.success ? [] : result.error.issues) {
+    const name = fieldVariables.get(String(issue.path[0])) ?? String(issue.path[0] ?? "(root)");
+    if (reported.has(name)) continue;
+    problems.push(describeProblem(name, issue.message, env[name] || undefined));
+  }
+
+  const logLevel = env.PATPUSH_LOG_LEVEL || "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    const message = `must be one of ${LOG_LEVELS.join(", ")}`;
+    problems.push(describeProblem("PATPUSH_LOG_LEVEL", message, logLevel));
+  }
+
+  if (problems.length > 0 || !result.success) throw new ConfigError("environment", problems);
+  return { config: result.data, logLevel: logLevel as PushServerEnv["logLevel"] };
 }

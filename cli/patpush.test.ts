@@ -5,8 +5,12 @@ import { after, before, describe, it } from "node:test";
 import type { ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../common/free-port.ts";
+import { Redis } from "ioredis";
 import { createLogger } from "../common/logger.ts";
 import { startRedisServer, type RedisTestServer } from "../common/redis-test-server.ts";
+import { CloseCode } from "../protocol/close-codes.ts";
+import { publishDoneMessage } from "../server/publish.ts";
+import { openSocket, startPortalStub, type PortalStub } from "../server/test-support.ts";
 import { BullmqQueue } from "../tasks/bullmq-queue.ts";
 import { buildTask, startRecordingServer, type RecordingServer } from "../tasks/test-server.ts";
 import type { Task } from "../tasks/types.ts";
@@ -262,5 +266,171 @@ describe("patpush cli", { timeout: 60_000 }, () => {
     assert.ok(closing >= 0, "no closing log line");
     assert.ok(dispatched > closing, "task not finished after shutdown began");
     assert.equal(await queue.queue().getJobState(task.id), "completed");
+  });
+});
+
+/** Upper bound of each step of a push-server test, in milliseconds. */
+const STEP_LIMIT_MS = 15_000;
+
+/** Rejects with a timeout error unless `promise` settles within `limitMs`. */
+async function withinMs<T>(promise: Promise<T>, limitMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${limitMs} ms`)), limitMs);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Returns the port of the first "push server listening" line in `text`, if any. */
+function listeningPort(text: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (!line.includes('"msg":"push server listening"')) continue;
+    return (JSON.parse(line) as { port: number }).port;
+  }
+  return undefined;
+}
+
+describe("patpush push-server", { timeout: 60_000 }, () => {
+  let redisServer: RedisTestServer;
+  let portal: PortalStub;
+
+  before(async () => {
+    redisServer = await startRedisServer();
+    portal = await startPortalStub();
+  });
+
+  after(async () => {
+    await portal.close();
+    await redisServer.stop();
+  });
+
+  /** Environment of a push server on a free port that authenticates against the portal stub. */
+  function pushEnv(extra: Record<string, string> = {}): Record<string, string> {
+    return { PATPUSH_AUTH_URL: portal.authUrl, PATPUSH_PUSH_PORT: "0", ...extra };
+  }
+
+  /**
+   * Spawns `patpush push-server`, runs `whileRunning` with its HTTP base URL
+   * once it listens, then sends SIGTERM and returns the exit result.
+   */
+  async function runPushServer(
+    env: Record<string, string>,
+    whileRunning: (httpUrl: string) => Promise<void>,
+  ): Promise<RunResult & { failure: unknown }> {
+    let failure: unknown;
+    const result = await runCli(["push-server"], env, (child) => {
+      let output = "";
+      let started = false;
+      child.stdout?.on("data", (chunk: Buffer) => {
+        output += chunk.toString("utf8");
+        const port = started ? undefined : listeningPort(output);
+        if (port === undefined) return;
+        started = true;
+        withinMs(whileRunning(`http://127.0.0.1:${port}`), STEP_LIMIT_MS)
+          .catch((error: unknown) => (failure = error))
+          .finally(() => {
+            child.kill("SIGTERM");
+            // A server that does not stop in time fails the exit-code check instead of hanging.
+            setTimeout(() => child.kill("SIGKILL"), STEP_LIMIT_MS).unref();
+          });
+      });
+    });
+    return { ...result, failure };
+  }
+
+  it("exits 2 on a bad environment", async () => {
+    const result = await runCli(["push-server"], {
+      PATPUSH_AUTH_URL: "ftp://portal.example/auth",
+      PATPUSH_PUSH_PORT: "eighty",
+      PATPUSH_PUSH_ORIGINS: "https://portal.example/path",
+      PATPUSH_REDIS_URL: "http://:hunter2-redis@127.0.0.1:1",
+      PATPUSH_API_KEY: "short-api-secret",
+      PATPUSH_RECOVERY_WINDOW_MS: "-5",
+      PATPUSH_SHUTDOWN_DRAIN_MS: "soon",
+      PATPUSH_LOG_LEVEL: "loud",
+    });
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /invalid environment configuration/);
+    assert.match(result.stderr, /PATPUSH_AUTH_URL: must be an absolute http or https URL/);
+    assert.match(result.stderr, /PATPUSH_PUSH_PORT: must be a whole number .*\(got "eighty"\)/);
+    assert.match(result.stderr, /PATPUSH_PUSH_ORIGINS: must be an origin/);
+    assert.match(result.stderr, /PATPUSH_REDIS_URL: .*\(got \[redacted\]\)/);
+    assert.match(
+      result.stderr,
+      /PATPUSH_API_KEY: must have at least 32 characters \(got \[redacted\]\)/,
+    );
+    assert.match(result.stderr, /PATPUSH_RECOVERY_WINDOW_MS: must be a whole number/);
+    assert.match(result.stderr, /PATPUSH_SHUTDOWN_DRAIN_MS: must be a whole number/);
+    assert.match(result.stderr, /PATPUSH_LOG_LEVEL: must be one of fatal, error/);
+    assert.ok(!result.stderr.includes("hunter2-redis"));
+    assert.ok(!result.stderr.includes("short-api-secret"));
+  });
+
+  it("requires an auth URL", async () => {
+    const result = await runCli(["push-server"], {});
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /PATPUSH_AUTH_URL: .* \(got missing\)/);
+  });
+
+  it("exits 1 on a taken port", async () => {
+    const result = await runCli(["push-server"], {
+      PATPUSH_AUTH_URL: portal.authUrl,
+      PATPUSH_PUSH_PORT: String(new URL(portal.origin).port),
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /PATPUSH_LISTEN_FAILED: failed to listen on 127\.0\.0\.1:/);
+  });
+
+  it("serves sockets until SIGTERM", async () => {
+    let closeCode: number | undefined;
+    const result = await runPushServer(pushEnv(), async (httpUrl) => {
+      const health = await fetch(`${httpUrl}/health`);
+      assert.equal(health.status, 200);
+      assert.deepEqual(await health.json(), { status: "ok" });
+
+      const socket = await openSocket(`${httpUrl.replace("http:", "ws:")}/push`, {
+        origin: portal.origin,
+        cookie: "__ac=alice-session",
+      });
+      const welcome = await socket.waitFor((frame) => frame.type === "welcome");
+      assert.equal(welcome.type === "welcome" && welcome.user, "alice");
+      // The socket closes once the server got SIGTERM, which follows this callback.
+      void socket.closed.then(({ code }) => (closeCode = code));
+    });
+
+    assert.equal(result.failure, undefined);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /"msg":"shutdown requested"/);
+    assert.match(result.stdout, /"msg":"push server closed"/);
+    assert.equal(closeCode, CloseCode.RESTART);
+  });
+
+  it("delivers from Redis", async () => {
+    const keyPrefix = `p${randomUUID().slice(0, 8)}:`;
+    const env = pushEnv({ PATPUSH_REDIS_URL: redisServer.url, PATPUSH_KEY_PREFIX: keyPrefix });
+    const redis = new Redis(redisServer.url);
+    after(() => redis.quit());
+
+    const result = await runPushServer(env, async (httpUrl) => {
+      const socket = await openSocket(`${httpUrl.replace("http:", "ws:")}/push`, {
+        origin: portal.origin,
+        cookie: "__ac=bob-session",
+      });
+      await socket.waitFor((frame) => frame.type === "welcome");
+      const message = { user: "bob", html: "<p>done</p>", data: { n: 1 } };
+      const id = await publishDoneMessage(redis, message, { keyPrefix });
+
+      const frame = await socket.waitFor((f) => f.type === "message");
+      assert.equal(frame.id, id);
+      assert.deepEqual(frame.type === "message" && frame.data, { n: 1 });
+    });
+
+    assert.equal(result.failure, undefined, result.stdout);
+    assert.equal(result.code, 0, result.stderr);
   });
 });

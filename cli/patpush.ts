@@ -1,5 +1,5 @@
 /**
- * The `patpush` command: runs a task worker on a Redis queue and manages
+ * The `patpush` command: runs a push server or a task worker, and manages
  * the queue's failed tasks. Configuration comes from PATPUSH_* environment
  * variables. Exit codes: 0 done, 1 failed, 2 invalid usage or configuration.
  */
@@ -8,6 +8,9 @@ import { Redis } from "ioredis";
 import { ConfigError } from "../common/config.ts";
 import { createLogger } from "../common/logger.ts";
 import { PatpushError } from "../protocol/errors.ts";
+import { EmbeddedBus, type Bus } from "../server/bus.ts";
+import { startPushServer, type PushServer } from "../server/push-server.ts";
+import { RedisBus } from "../server/redis-bus.ts";
 import { bullmqPrefix } from "../tasks/bullmq-queue.ts";
 import {
   listFailedTasks,
@@ -16,16 +19,37 @@ import {
   retryFailedTask,
 } from "../tasks/failed-tasks.ts";
 import { TaskWorker } from "../tasks/worker.ts";
-import { parseQueueEnv, parseWorkerEnv } from "./env.ts";
+import { parsePushServerEnv, parseQueueEnv, parseWorkerEnv } from "./env.ts";
 
 export const USAGE = `usage:
+  patpush push-server                run a push server until SIGTERM or SIGINT
   patpush worker                     dispatch tasks from the Redis queue until SIGTERM or SIGINT
   patpush tasks failed list [--json] list failed tasks: id, name, attempts, failure reason
   patpush tasks failed retry <id>    move one failed task back to the queue
   patpush tasks failed retry --all   move every failed task back to the queue
   patpush tasks failed purge         delete every failed task
 
-environment:
+push-server environment:
+  PATPUSH_AUTH_URL               portal URL that authenticates a session (required)
+  PATPUSH_PUSH_HOST              interface to listen on (default 127.0.0.1)
+  PATPUSH_PUSH_PORT              TCP port, 0 for a free one (default 8481)
+  PATPUSH_PUSH_PATH              WebSocket path (default /push)
+  PATPUSH_PUSH_ORIGINS           comma-separated origins allowed to open sockets
+                                 (default the origin of PATPUSH_AUTH_URL)
+  PATPUSH_COOKIE_NAMES           comma-separated cookies sent to the auth URL (default __ac)
+  PATPUSH_REDIS_URL              Redis URL of the done stream; unset, messages stay in
+                                 this process
+  PATPUSH_KEY_PREFIX             Redis key prefix (default "patpush:")
+  PATPUSH_API_KEY                Bearer key of the producer HTTP API, at least 32 characters
+                                 (default unset: the API is off)
+  PATPUSH_RECOVERY_WINDOW_MS     how far back a reconnecting socket gets missed messages,
+                                 in milliseconds (default 300000)
+  PATPUSH_RECOVERY_MAX_MESSAGES  messages kept for recovery per user or channel (default 100)
+  PATPUSH_SHUTDOWN_DRAIN_MS      wait for sockets to close at shutdown, in milliseconds
+                                 (default 10000)
+  PATPUSH_LOG_LEVEL              pino log level (default "info")
+
+worker and tasks environment:
   PATPUSH_REDIS_URL        Redis URL (required)
   PATPUSH_QUEUE            queue name (default "tasks")
   PATPUSH_KEY_PREFIX       Redis key prefix (default "patpush:")
@@ -76,6 +100,54 @@ async function runWorker(env: NodeJS.ProcessEnv): Promise<number> {
   }
   return 0;
 }
+
+/**
+ * Runs a push server until SIGTERM or SIGINT, then closes it: every socket
+ * gets close code 4000 and up to shutdownDrainMs to go. Returns 0 after a
+ * clean close, and exits with 1 when the close takes longer than that plus
+ * a margin.
+ */
+async function runPushServer(env: NodeJS.ProcessEnv): Promise<number> {
+  const settings = parsePushServerEnv(env);
+  const logger = createLogger({ level: settings.logLevel });
+  const { config } = settings;
+  const bus: Bus =
+    config.redisUrl === undefined
+      ? new EmbeddedBus({ logger })
+      : new RedisBus({
+          redisUrl: config.redisUrl,
+          keyPrefix: config.keyPrefix,
+          streamMaxLen: config.streamMaxLen,
+          recoveryWindowMs: config.recoveryWindowMs,
+          logger,
+        });
+
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  let server: PushServer;
+  try {
+    server = await startPushServer({ config, bus, logger });
+  } catch (error) {
+    await bus.close();
+    throw error;
+  }
+
+  const signal = await stopped;
+  logger.info({ signal, connections: server.connectionCount() }, "shutdown requested");
+  const limitMs = config.shutdownDrainMs + SHUTDOWN_MARGIN_MS;
+  const closed = await settlesWithin(server.close(), limitMs);
+  await settlesWithin(bus.close(), SHUTDOWN_MARGIN_MS);
+  if (!closed) {
+    logger.warn({ limitMs }, "shutdown timed out; exiting without a clean close");
+    process.exit(1);
+  }
+  return 0;
+}
+
+/** Time allowed beyond the drain for the push server and its bus to close. */
+const SHUTDOWN_MARGIN_MS = 5000;
 
 /** Maximum wait for running tasks at shutdown: the default request timeout plus a margin. */
 const SHUTDOWN_LIMIT_MS = 35_000;
@@ -156,6 +228,7 @@ export async function main(args: string[], env: NodeJS.ProcessEnv): Promise<numb
       process.stdout.write(USAGE);
       return 0;
     }
+    if (args[0] === "push-server" && args.length === 1) return await runPushServer(env);
     if (args[0] === "worker" && args.length === 1) return await runWorker(env);
     if (args[0] === "tasks" && args[1] === "failed") {
       return await runFailedCommand(args.slice(2), env);

@@ -1,18 +1,24 @@
 /**
  * One push connection of one page: a socket to the push server that parses
  * frames, drops duplicates, and reconnects with backoff until a close code
- * or the auth check rejects the session.
+ * or the auth check rejects the session. Each reconnect sends the last
+ * message id it saw as `?last=<id>`, so the push server replays what the
+ * page missed while it was away.
  */
 import { backoffDelayMs, type BackoffOptions } from "../protocol/backoff.ts";
 import { CloseCode, shouldReconnect } from "../protocol/close-codes.ts";
 import { parseServerFrame, type MessageFrame, type WelcomeFrame } from "../protocol/frames.ts";
+import { compareMessageIds, type MessageId } from "../protocol/message-id.ts";
 import type { Transport, TransportFactory } from "./transport.ts";
 import { createWebSocketTransport } from "./transport-websocket.ts";
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "rejected" | "closed";
 
 export interface PushConnectionOptions {
-  /** WebSocket URL of the push server (ws: or wss:), such as `wss://push.example.org/push`. */
+  /**
+   * WebSocket URL of the push server (ws: or wss:), such as `wss://push.example.org/push`.
+   * Reconnects add the query parameter `last`; other query parameters are kept.
+   */
   url: string;
   /** Logs states, frames and retries to the console. The `debug` property switches it later. */
   debug?: boolean;
@@ -34,10 +40,14 @@ export interface WelcomeDetail {
   frame: WelcomeFrame;
   /** True for the first welcome frame this connection object received. */
   first: boolean;
+  /** True when the push server reported recovery "gap": messages after the last id may be lost. */
+  gap: boolean;
   /**
-   * True when the welcome id differs from the last id this connection saw.
-   * The server then assigned ids while the page was away (or it restarted),
-   * so messages for this page may have been missed. Always true on the first welcome.
+   * True when the page may lack messages that no frame on this socket will
+   * bring. That is the case on the first welcome, because results published
+   * before the socket opened were never pushed to the page. It is also the
+   * case on a later welcome whose recovery is "gap", or "none" from a server
+   * that did not resume.
    */
   mayHaveMissed: boolean;
 }
@@ -82,7 +92,12 @@ export class PushConnection extends EventTarget {
   #probe: AbortController | undefined;
   /** Failed attempts since the last welcome frame, which set the backoff ceiling. */
   #failedAttempts = 0;
-  #lastMessageId: number | undefined;
+  /**
+   * Id of the newest stored message this page has handled, or the welcome id
+   * that replaced it. Sent as `last` on every reconnect.
+   */
+  #lastMessageId: MessageId | undefined;
+  #duplicatesDropped = 0;
   #welcomeCount = 0;
   /** Bumped on every attempt and on close(), so callbacks of an old socket are ignored. */
   #attemptId = 0;
@@ -94,6 +109,8 @@ export class PushConnection extends EventTarget {
       throw new TypeError(`invalid push server URL ${options.url}: expected ws: or wss:`);
     }
 
+    // The connection sets `last` itself, so a first connect never resumes from a stale id.
+    url.searchParams.delete("last");
     this.url = url.href;
     this.debug = options.debug ?? false;
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
@@ -104,9 +121,27 @@ export class PushConnection extends EventTarget {
     return this.#state;
   }
 
-  /** Id of the last message frame handed out, or undefined before the first one. */
-  get lastMessageId(): number | undefined {
+  /**
+   * Message id a reconnect resumes after: the newest stored message handed
+   * out, or the id of a welcome frame that did not resume. Undefined before
+   * the first welcome or message frame.
+   */
+  get lastMessageId(): MessageId | undefined {
     return this.#lastMessageId;
+  }
+
+  /** Number of message frames dropped because their id was at or below the last id. */
+  get duplicatesDropped(): number {
+    return this.#duplicatesDropped;
+  }
+
+  /** URL of the next socket: the configured URL, with `last` once a message id is known. */
+  get socketUrl(): string {
+    if (this.#lastMessageId === undefined) return this.url;
+
+    const url = new URL(this.url);
+    url.searchParams.set("last", this.#lastMessageId);
+    return url.href;
   }
 
   /** URL of the push server's auth check: the socket URL over http(s) with `/auth` appended. */
@@ -144,9 +179,10 @@ export class PushConnection extends EventTarget {
     const isCurrent = () => attemptId === this.#attemptId;
     this.#setState(state);
 
-    const transport = this.#createTransport(this.url);
+    const url = this.socketUrl;
+    const transport = this.#createTransport(url);
     this.#transport = transport;
-    this.#log(`opening ${transport.name} socket`, this.url);
+    this.#log(`opening ${transport.name} socket`, url);
     transport.connect({
       onOpen: () => {
         if (isCurrent()) this.#setState("open");
@@ -172,26 +208,39 @@ export class PushConnection extends EventTarget {
       return;
     }
 
-    if (this.#lastMessageId !== undefined && frame.id <= this.#lastMessageId) {
-      this.#log("duplicate message dropped", frame.id);
-      return;
+    // A live frame was never stored and carries the id of the stored message
+    // before it, so it is neither a duplicate nor a new resume position.
+    if (frame.live !== true) {
+      const last = this.#lastMessageId;
+      if (last !== undefined && compareMessageIds(frame.id, last) <= 0) {
+        this.#duplicatesDropped += 1;
+        this.#log("duplicate message dropped", frame.id, { last, total: this.#duplicatesDropped });
+        return;
+      }
+      this.#lastMessageId = frame.id;
     }
-    this.#lastMessageId = frame.id;
+
     this.#log("message received", frame);
     this.dispatchEvent(new CustomEvent("message", { detail: frame }));
   }
 
   #handleWelcome(frame: WelcomeFrame): void {
     const first = this.#welcomeCount === 0;
-    const mayHaveMissed = first || frame.id !== this.#lastMessageId;
+    const gap = frame.recovery === "gap";
+    const mayHaveMissed = first || frame.recovery !== "complete";
     this.#welcomeCount += 1;
     this.#failedAttempts = 0;
-    // The welcome id is the server's last id before this socket opened, so
-    // only later ids can arrive here. Adopting it also resets the duplicate
-    // check when a restarted server counts from the beginning again.
-    this.#lastMessageId = frame.id;
+
+    // "complete" replays everything after the last id, so the last id stays.
+    // Otherwise this socket's frames start after the welcome id. Adopting it
+    // moves the last id down only after a stream reset made ids start over,
+    // and then later frames must not be taken for duplicates.
+    if (frame.recovery !== "complete" || this.#lastMessageId === undefined) {
+      this.#lastMessageId = frame.id;
+    }
     this.#log("welcome received", frame);
-    this.dispatchEvent(new CustomEvent("welcome", { detail: { frame, first, mayHaveMissed } }));
+    const detail: WelcomeDetail = { frame, first, gap, mayHaveMissed };
+    this.dispatchEvent(new CustomEvent("welcome", { detail }));
   }
 
   async #handleClose(code: number, reason: string, wasOpen: boolean): Promise<void> {

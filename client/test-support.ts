@@ -15,6 +15,8 @@ import { build } from "esbuild";
 import type { Browser, Page } from "playwright-core";
 import { WebSocketServer, type WebSocket } from "ws";
 import type * as patpush from "../patterns/push/index.ts";
+import type { Recovery, WelcomeFrame } from "../protocol/frames.ts";
+import type { MessageId } from "../protocol/message-id.ts";
 
 declare global {
   interface Window {
@@ -174,6 +176,8 @@ export interface PushStandIn {
   url: string;
   /** Upgrade requests received, accepted or not. */
   upgrades: number;
+  /** Path and query of every upgrade request, in arrival order. */
+  upgradeUrls: string[];
   /** Requests to `/push/auth`. */
   authRequests: number;
   /** Accepted sockets, in order. */
@@ -182,8 +186,17 @@ export interface PushStandIn {
   rejectStatus: number | undefined;
   /** Status that `/push/auth` returns, 200 unless a test changes it. */
   authStatus: number;
-  /** Welcome id sent on each accepted socket. When undefined, no welcome is sent. */
-  welcomeId: number | undefined;
+  /**
+   * Welcome id sent on each accepted socket whose recovery is not "complete".
+   * When undefined, no welcome is sent.
+   */
+  welcomeId: MessageId | undefined;
+  /**
+   * Recovery that welcomes report. When undefined, the stand-in acts as a
+   * push server that keeps every message: "none" without a `last` query
+   * parameter, else "complete" with the `last` value as id.
+   */
+  recovery: Recovery | undefined;
   /** Resolves once `count` sockets have been accepted in total. */
   waitForSockets(count: number): Promise<WebSocket>;
   close(): Promise<void>;
@@ -216,6 +229,7 @@ export async function startPushStandIn(): Promise<PushStandIn> {
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     standIn.upgrades += 1;
+    standIn.upgradeUrls.push(req.url ?? "");
     if (standIn.rejectStatus !== undefined) {
       socket.end(
         `HTTP/1.1 ${standIn.rejectStatus} Rejected\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
@@ -224,18 +238,8 @@ export async function startPushStandIn(): Promise<PushStandIn> {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       standIn.sockets.push(ws);
-      if (standIn.welcomeId !== undefined) {
-        const conn = `c${standIn.sockets.length}`;
-        ws.send(
-          JSON.stringify({
-            type: "welcome",
-            id: standIn.welcomeId,
-            user: "alice",
-            channels: [],
-            conn,
-          }),
-        );
-      }
+      const welcome = welcomeFor(new URL(req.url ?? "/", "http://push").searchParams.get("last"));
+      if (welcome !== undefined) ws.send(JSON.stringify(welcome));
       for (const waiter of waiters.filter(
         (candidate) => candidate.count <= standIn.sockets.length,
       )) {
@@ -245,15 +249,25 @@ export async function startPushStandIn(): Promise<PushStandIn> {
     });
   });
 
+  function welcomeFor(last: string | null): WelcomeFrame | undefined {
+    const recovery = standIn.recovery ?? (last === null ? "none" : "complete");
+    const id = recovery === "complete" && last !== null ? last : standIn.welcomeId;
+    if (id === undefined) return undefined;
+    const conn = `c${standIn.sockets.length}`;
+    return { type: "welcome", id, recovery, user: "alice", channels: [], conn };
+  }
+
   const port = await listen(server, "127.0.0.1");
   const standIn: PushStandIn = {
     url: `ws://127.0.0.1:${port}/push`,
     upgrades: 0,
+    upgradeUrls: [],
     authRequests: 0,
     sockets: [],
     rejectStatus: undefined,
     authStatus: 200,
-    welcomeId: 0,
+    welcomeId: "0-0",
+    recovery: undefined,
     waitForSockets(count) {
       const socket = standIn.sockets[count - 1];
       if (socket !== undefined) return Promise.resolve(socket);

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "./free-port.ts";
 
@@ -7,14 +10,17 @@ import { freePort } from "./free-port.ts";
 export const REDIS_SERVER_PATH = process.env.PATPUSH_REDIS_SERVER ?? "redis-server";
 
 /**
- * A redis-server that a test started on a free loopback port, keeping
- * nothing on disk. `stop()` and `kill()` end it, `start()` starts it again
- * on the same port, so a test can simulate an outage.
+ * A redis-server that a test started on a free loopback port. `stop()` and
+ * `kill()` end it, `start()` starts it again on the same port, so a test can
+ * simulate an outage. It keeps nothing on disk unless it was started with
+ * `persistent: true`.
  */
 export interface RedisTestServer {
   readonly port: number;
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
+  /** Directory of the append-only file of a persistent server, undefined otherwise. */
+  readonly dataDir: string | undefined;
   start(): Promise<void>;
   /** Ends the server with SIGTERM and waits for it to exit. */
   stop(): Promise<void>;
@@ -45,24 +51,41 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Options of {@link startRedisServer}. */
+export interface RedisTestServerOptions {
+  /**
+   * Keeps the data across stop()/kill() and start(): the server writes an
+   * append-only file with `appendfsync always`, so every write it acknowledged
+   * survives even SIGKILL. The file sits in a temporary directory that is
+   * removed when the process exits. @defaultValue false
+   */
+  persistent?: boolean;
+}
+
+/** Creates a temporary directory that is removed when the process exits. */
+function temporaryDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "patpush-redis-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 /** Starts a redis-server on a free port of 127.0.0.1 and waits until it responds to PING. */
-export async function startRedisServer(): Promise<RedisTestServer> {
+export async function startRedisServer(
+  options: RedisTestServerOptions = {},
+): Promise<RedisTestServer> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
+  const dataDir = options.persistent ? temporaryDataDir() : undefined;
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
     if (child) return;
-    const args = [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ];
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", ""];
+    if (dataDir === undefined) {
+      args.push("--appendonly", "no");
+    } else {
+      args.push("--dir", dataDir, "--appendonly", "yes", "--appendfsync", "always");
+    }
     child = spawn(REDIS_SERVER_PATH, args, { stdio: "ignore" });
     child.once("exit", () => {
       child = undefined;
@@ -79,5 +102,5 @@ export async function startRedisServer(): Promise<RedisTestServer> {
   };
 
   await start();
-  return { port, url, start, stop: () => end("SIGTERM"), kill: () => end("SIGKILL") };
+  return { port, url, dataDir, start, stop: () => end("SIGTERM"), kill: () => end("SIGKILL") };
 }

@@ -50,7 +50,9 @@ describe("worker view authenticator", () => {
     // With the runner closed, only this spec's own POSTs reach the worker view,
     // so the uploaded document stays pending until the last test makes its preview.
     await demo.runner.close();
-    demo.bus.subscribe((message) => published.push(message));
+    demo.bus.subscribe((event) => {
+      if (event.type === "message") published.push(event.message);
+    });
 
     const aliceContext = await browser.newContext();
     const alicePage = await aliceContext.newPage();

@@ -1,22 +1,76 @@
 /**
  * Helpers the end-to-end specs share: a demo on free ports, a login through
- * the real form, a record of the frames a page's sockets receive, and test
+ * the real form, a record of the frames a page's sockets receive and of the
+ * DOM events a page fires, the done messages a bus hands over, and test
  * files made on the fly.
  */
 import type { Page } from "playwright-core";
 import sharp from "sharp";
+import { RECORDER_SCRIPT, type RecordedEvent } from "../client/test-support.ts";
 import { parseServerFrame, type ServerFrame } from "../protocol/frames.ts";
+import type { DoneMessage } from "../protocol/message.ts";
 import { createLogger } from "../common/logger.ts";
-import { startDemo, type Demo } from "../examples/portal/app.ts";
+import { startDemo, type Demo, type DemoOptions } from "../examples/portal/app.ts";
+import type { Bus } from "../server/index.ts";
+
+/** Options of {@link startTestDemo}: the preview delay, push server options and proxy ports. */
+export type TestDemoOptions = { previewDelayMs: number } & Pick<
+  DemoOptions,
+  "push" | "pagePushPorts"
+>;
 
 /** Starts the demo on free ports; logs stay silent unless PATPUSH_LOG_LEVEL is set. */
-export async function startTestDemo(options: { previewDelayMs: number }): Promise<Demo> {
+export async function startTestDemo(options: TestDemoOptions): Promise<Demo> {
   return startDemo({
+    ...options,
     portalPort: 0,
     pushPort: 0,
-    previewDelayMs: options.previewDelayMs,
     logger: createLogger({ level: process.env.PATPUSH_LOG_LEVEL ?? "silent" }),
   });
+}
+
+/**
+ * Records the DOM events of `types` that reach `document` in every page the
+ * tab loads from now on, in `window.recordedEvents` (see RECORDER_SCRIPT).
+ */
+export async function recordPageEvents(page: Page, types: readonly string[]): Promise<void> {
+  await page.addInitScript(`${RECORDER_SCRIPT}\nrecordEvents(${JSON.stringify(types)});`);
+}
+
+/** Returns the events recorded in the page's current document, in dispatch order. */
+export function recordedEvents(page: Page): Promise<RecordedEvent[]> {
+  return page.evaluate(() => window.recordedEvents);
+}
+
+/** Done messages that a bus handed over, in order, with their message ids. */
+export interface PublishedLog {
+  messages: Array<{ id: string; message: DoneMessage }>;
+  /** Waits until a message matches, or throws after `timeoutMs`. */
+  waitFor(match: (message: DoneMessage) => boolean, timeoutMs?: number): Promise<string>;
+  stop(): void;
+}
+
+/** Subscribes to `bus` and records every done message it hands over from now on. */
+export function watchPublished(bus: Bus): PublishedLog {
+  const messages: PublishedLog["messages"] = [];
+  const stop = bus.subscribe((event) => {
+    if (event.type === "message") messages.push({ id: event.id, message: event.message });
+  });
+  return {
+    messages,
+    stop,
+    async waitFor(match, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = messages.find((entry) => match(entry.message));
+        if (found !== undefined) return found.id;
+        if (Date.now() > deadline) {
+          throw new Error(`no matching done message published within ${timeoutMs} ms`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+  };
 }
 
 /** Returns the push server's HTTP base URL, e.g. `http://127.0.0.1:4242/push`, from its WebSocket URL. */

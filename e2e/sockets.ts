@@ -40,13 +40,18 @@ export function openBrowserSocket(page: Page, url: string): Promise<BrowserSocke
 /** Result of an upgrade with the `ws` package: the HTTP status of a rejection, or the first frame. */
 export interface UpgradeResult {
   status?: number;
+  /** Body of a rejection, when the request asked for it with `readBody`. */
+  body?: string;
   firstFrame?: string;
 }
 
-/** Requests an upgrade of `url` with the given Origin and Cookie headers. */
+/**
+ * Requests an upgrade of `url` with the given Origin and Cookie headers.
+ * With `readBody`, a rejection's result carries its response body too.
+ */
 export function requestUpgrade(
   url: string,
-  options: { origin?: string; cookie?: string },
+  options: { origin?: string; cookie?: string; readBody?: boolean },
 ): Promise<UpgradeResult> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> =
@@ -57,9 +62,18 @@ export function requestUpgrade(
     });
 
     socket.on("unexpected-response", (request, response) => {
-      resolve({ status: response.statusCode });
-      response.resume();
-      request.destroy();
+      if (options.readBody !== true) {
+        resolve({ status: response.statusCode });
+        response.resume();
+        request.destroy();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      response.on("end", () => {
+        resolve({ status: response.statusCode, body: Buffer.concat(chunks).toString("utf8") });
+        request.destroy();
+      });
     });
     socket.on("message", (data) => {
       resolve({ firstFrame: String(data) });

@@ -1,14 +1,30 @@
 /**
- * Socket frames: JSON text frames sent by the push server. Every frame has a
- * numeric `id` that increases for the life of the server, so a client can
- * tell the order and spot duplicates.
+ * Socket frames: JSON text frames sent by the push server. Every message
+ * frame has the message id of its done message (see message-id.ts), so a
+ * client can tell the order, drop duplicates and resume after a reconnect.
  */
+import { isMessageId, type MessageId } from "./message-id.ts";
+
+/**
+ * Recovery outcome that a welcome frame reports:
+ * - `"none"`: the client sent no last id, so nothing was replayed.
+ * - `"complete"`: every message after the client's last id follows this frame, in order.
+ * - `"gap"`: messages after the client's last id may be missing, because they
+ *   are older than the recovery window or the server never held them. The
+ *   page must reload what it shows from the portal.
+ */
+export type Recovery = "none" | "complete" | "gap";
 
 /** First frame on every socket, sent right after the upgrade. */
 export interface WelcomeFrame {
   type: "welcome";
-  /** Id of the last message the server delivered before this socket opened. */
-  id: number;
+  /**
+   * Id after which this socket's message frames start: the client's last id
+   * when `recovery` is "complete", otherwise the id of the newest message
+   * the server holds.
+   */
+  id: MessageId;
+  recovery: Recovery;
   /** Authenticated user id. */
   user: string;
   /** Channels this socket receives besides the user's own messages. */
@@ -20,7 +36,16 @@ export interface WelcomeFrame {
 /** A done message, delivered to one socket; the recipient fields are stripped. */
 export interface MessageFrame {
   type: "message";
-  id: number;
+  /**
+   * Message id. For a live frame, the id of the newest stored message before
+   * it, so live frames may repeat an id.
+   */
+  id: MessageId;
+  /**
+   * True for a message that was never stored (Redis PUBLISH): it is sent
+   * once, never replayed, and does not move the client's last id.
+   */
+  live?: true;
   /** Present when the message was published to a channel. */
   channel?: string;
   html?: string;
@@ -30,6 +55,8 @@ export interface MessageFrame {
 }
 
 export type ServerFrame = WelcomeFrame | MessageFrame;
+
+const RECOVERY_VALUES: ReadonlySet<unknown> = new Set(["none", "complete", "gap"]);
 
 /** Parses a server frame; returns undefined for anything that is not one. */
 export function parseServerFrame(text: string): ServerFrame | undefined {
@@ -41,8 +68,12 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
   }
 
   if (typeof value !== "object" || value === null) return undefined;
-  const frame = value as { type?: unknown; id?: unknown };
-  if (typeof frame.id !== "number" || !Number.isSafeInteger(frame.id)) return undefined;
-  if (frame.type !== "welcome" && frame.type !== "message") return undefined;
-  return value as ServerFrame;
+  const frame = value as { type?: unknown; id?: unknown; recovery?: unknown; live?: unknown };
+  if (!isMessageId(frame.id)) return undefined;
+  if (frame.type === "welcome") {
+    return RECOVERY_VALUES.has(frame.recovery) ? (value as WelcomeFrame) : undefined;
+  }
+  if (frame.type !== "message") return undefined;
+  if (frame.live !== undefined && frame.live !== true) return undefined;
+  return value as MessageFrame;
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { request } from "undici";
+import { isMessageId } from "../protocol/message-id.ts";
 import type { DoneMessage } from "../protocol/message.ts";
 import { InProcessRunner } from "../tasks/runner.ts";
 import { startRecordingServer, type RecordingServer } from "../tasks/test-server.ts";
@@ -38,7 +39,9 @@ before(async () => {
   const taskConfig = { allowedOrigins: [worker.origin], maxAttempts: 1 };
   runner = new InProcessRunner({ config: taskConfig, logger: logs.logger });
   bus = new EmbeddedBus({ logger: logs.logger });
-  bus.subscribe((message) => published.push(message));
+  bus.subscribe((event) => {
+    if (event.type === "message") published.push(event.message);
+  });
   server = await startPushServer({
     config: {
       port: 0,
@@ -123,9 +126,12 @@ describe("producer api publish", { timeout: 30_000 }, () => {
       const reply = await post("/api/publish", { user: "alice", html: SNIPPET });
 
       assert.equal(reply.status, 202);
-      assert.deepEqual(reply.body, { ok: true });
+      assert.deepEqual(Object.keys(reply.body), ["ok", "id"]);
+      assert.equal(reply.body.ok, true);
+      assert.ok(isMessageId(reply.body.id), `id ${String(reply.body.id)}`);
       const frame = await socket.waitFor((f) => f.type === "message");
       assert.equal(frame.type === "message" && frame.html, SNIPPET);
+      assert.equal(frame.id, reply.body.id, "the frame carries the id the API returned");
     } finally {
       socket.ws.terminate();
     }

@@ -79,13 +79,14 @@ export class ProducerApi {
   }
 
   #publish: RouteAction = async (body) => {
+    let id: string;
     try {
-      await this.#options.bus.publish(body);
+      id = await this.#options.bus.publish(body);
     } catch (error) {
       if (!(error instanceof MessageError)) throw error;
       return { status: 400, body: invalidRequest(error.problems) };
     }
-    return { status: 202, body: { ok: true } };
+    return { status: 202, body: { ok: true, id } };
   };
 
   #enqueue: RouteAction = async (body) => {

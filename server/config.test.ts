@@ -30,6 +30,10 @@ describe("server config", () => {
       authRejectCacheTtlMs: 2000,
       maxPayloadBytes: 4096,
       maxBackpressureBytes: 1024 * 1024,
+      recoveryWindowMs: 300_000,
+      recoveryMaxMessages: 100,
+      resumeWaitMs: 2000,
+      shutdownDrainMs: 10_000,
       idleTimeoutS: 120,
       keyPrefix: "patpush:",
       streamMaxLen: 10_000,
@@ -97,6 +101,38 @@ describe("server config", () => {
     const problems = problemsOf({ authUrl, allowedOrigins: [] });
     assert.equal(problems.length, 1);
     assert.match(problems[0] ?? "", /^allowedOrigins: /);
+  });
+
+  it("accepts the recovery options", () => {
+    const config = parseServerConfig({
+      authUrl,
+      recoveryWindowMs: 0,
+      recoveryMaxMessages: 0,
+      resumeWaitMs: 0,
+      shutdownDrainMs: 0,
+    });
+    assert.equal(config.recoveryWindowMs, 0);
+    assert.equal(config.recoveryMaxMessages, 0);
+    assert.equal(config.resumeWaitMs, 0);
+    assert.equal(config.shutdownDrainMs, 0);
+  });
+
+  it("rejects bad recovery options", () => {
+    const problems = problemsOf({
+      authUrl,
+      recoveryWindowMs: -1,
+      recoveryMaxMessages: 1.5,
+      resumeWaitMs: 60_001,
+      shutdownDrainMs: "10s",
+    });
+    assert.deepEqual(
+      problems.map((problem) => problem.split(":")[0]).sort(),
+      ["recoveryMaxMessages", "recoveryWindowMs", "resumeWaitMs", "shutdownDrainMs"],
+    );
+    assert.ok(
+      problems.includes("resumeWaitMs: Too big: expected number to be <=60000 (got 60001)"),
+      problems.join("\n"),
+    );
   });
 
   it("accepts the redis options", () => {

@@ -61,7 +61,7 @@ export const serverConfigSchema = z
     maxPayloadBytes: z.number().int().min(1).max(16 * 1024 * 1024).default(4096),
     /**
      * Maximum send buffer of one socket, in bytes. A socket past it is
-     * dropped as a slow consumer. @defaultValue 1048576 (1 MiB)
+     * closed with 4003 (slow consumer). @defaultValue 1048576 (1 MiB)
      */
     maxBackpressureBytes: z
       .number()
@@ -69,6 +69,33 @@ export const serverConfigSchema = z
       .min(1)
       .max(2 ** 31 - 1)
       .default(1024 * 1024),
+    /**
+     * Age of the oldest message a reconnecting socket can recover, in
+     * milliseconds, by the time in its message id. An older last id gets
+     * recovery "gap". @defaultValue 300000 (5 minutes)
+     */
+    recoveryWindowMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(24 * 60 * 60 * 1000)
+      .default(300_000),
+    /**
+     * Messages the recovery history keeps per user and per channel. A socket
+     * that missed more of them gets recovery "gap". @defaultValue 100
+     */
+    recoveryMaxMessages: z.number().int().min(0).max(100_000).default(100),
+    /**
+     * Time an upgrade waits for the bus to finish its start and to reach the
+     * upgrade's last id, in milliseconds. Then the socket opens anyway, with
+     * recovery "gap" for a last id not reached. @defaultValue 2000
+     */
+    resumeWaitMs: z.number().int().min(0).max(60_000).default(2000),
+    /**
+     * Time close() gives sockets to receive what was already sent to them
+     * before it closes the rest by force, in milliseconds. @defaultValue 10000
+     */
+    shutdownDrainMs: z.number().int().min(0).max(600_000).default(10_000),
     /**
      * Seconds without traffic before a socket is closed, or 0 for never. uWS
      * sends pings before then, and its App.h terminates the process on a value

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
+import { compareMessageIds, maxMessageId, ZERO_MESSAGE_ID } from "../protocol/message-id.ts";
 import { toMessageFrame } from "./delivery.ts";
 import {
   openSocket,
@@ -41,10 +42,10 @@ async function fence(label: string): Promise<void> {
   );
 }
 
-/** Returns the highest message id any socket received; after a fence, the server's last id. */
-function lastIdSeen(): number {
+/** Returns the highest message id any socket received; after a fence, the server's newest id. */
+function lastIdSeen(): string {
   const ids = Object.values(sockets).flatMap((s) => s.frames.filter(isMessage).map((f) => f.id));
-  return Math.max(0, ...ids);
+  return ids.reduce(maxMessageId, ZERO_MESSAGE_ID);
 }
 
 before(async () => {
@@ -117,15 +118,17 @@ describe("delivery", { timeout: 30_000 }, () => {
     }
   });
 
-  it("assigns increasing ids", async () => {
+  it("sends the bus's increasing ids", async () => {
+    const published: string[] = [];
     for (let i = 0; i < 5; i++) {
-      await test.bus.publish({ user: i % 2 === 0 ? "alice" : "bob", pushId: `seq-${i}` });
+      const user = i % 2 === 0 ? "alice" : "bob";
+      published.push(await test.bus.publish({ user, pushId: `seq-${i}` }));
     }
     await fence("ids");
 
     for (const socket of Object.values(sockets)) {
       const ids = socket.frames.filter(isMessage).map((f) => f.id);
-      const sorted = [...ids].sort((a, b) => a - b);
+      const sorted = [...ids].sort(compareMessageIds);
       assert.deepEqual(ids, sorted);
       assert.equal(new Set(ids).size, ids.length, "no id repeats");
     }
@@ -133,10 +136,8 @@ describe("delivery", { timeout: 30_000 }, () => {
       messagesOf(name)
         .filter((f) => f.pushId?.startsWith("seq-"))
         .map((f) => f.id);
-    const aliceIds = sequenceIds("alice1");
-    const bobIds = sequenceIds("bob1");
-    assert.deepEqual(aliceIds, [aliceIds[0], (aliceIds[0] ?? 0) + 2, (aliceIds[0] ?? 0) + 4]);
-    assert.deepEqual(bobIds, [(aliceIds[0] ?? 0) + 1, (aliceIds[0] ?? 0) + 3]);
+    assert.deepEqual(sequenceIds("alice1"), [published[0], published[2], published[4]]);
+    assert.deepEqual(sequenceIds("bob1"), [published[1], published[3]]);
   });
 
   it("welcomes with the last id", async () => {
@@ -151,6 +152,7 @@ describe("delivery", { timeout: 30_000 }, () => {
     try {
       const welcome = await late.waitFor((f) => f.type === "welcome");
       assert.equal(welcome.id, lastId);
+      assert.equal(welcome.type === "welcome" && welcome.recovery, "none");
     } finally {
       late.ws.terminate();
     }
@@ -169,31 +171,37 @@ describe("delivery", { timeout: 30_000 }, () => {
     for (const socket of Object.values(sockets)) {
       assert.ok(!socket.frames.some((f) => isMessage(f) && f.html === invalid.html));
     }
-    // The rejected message took no id: the four fences follow the last id without a gap.
     const fenceIds = ["alice1", "bob1", "hash", "carol"].map(
-      (name) => messagesOf(name, "fence-invalid")[0]?.id,
+      (name) => messagesOf(name, "fence-invalid")[0]?.id ?? ZERO_MESSAGE_ID,
     );
-    assert.deepEqual(fenceIds, [lastId + 1, lastId + 2, lastId + 3, lastId + 4]);
+    assert.ok(compareMessageIds(fenceIds[0] ?? ZERO_MESSAGE_ID, lastId) > 0);
+    assert.deepEqual(fenceIds, [...fenceIds].sort(compareMessageIds));
   });
 });
 
 describe("message frame", () => {
   it("strips the user recipient", () => {
-    assert.deepEqual(toMessageFrame(7, { user: "alice", html: "<a></a>", pushId: "p" }), {
+    assert.deepEqual(toMessageFrame("7-1", { user: "alice", html: "<a></a>", pushId: "p" }), {
       type: "message",
-      id: 7,
+      id: "7-1",
       html: "<a></a>",
       pushId: "p",
     });
   });
 
   it("keeps the channel recipient", () => {
-    assert.deepEqual(toMessageFrame(8, { channel: "news", event: "e", data: [1] }), {
+    assert.deepEqual(toMessageFrame("8-0", { channel: "news", event: "e", data: [1] }), {
       type: "message",
-      id: 8,
+      id: "8-0",
       channel: "news",
       event: "e",
       data: [1],
     });
+  });
+
+  it("marks a live message", () => {
+    const text = JSON.stringify(toMessageFrame("9-2", { user: "bob", pushId: "p" }, true));
+
+    assert.equal(text, '{"type":"message","id":"9-2","live":true,"pushId":"p"}');
   });
 });

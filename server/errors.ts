@@ -16,12 +16,16 @@ export const ServerErrorCode = {
   AUTH_MISSING: "PATPUSH_AUTH_MISSING",
   /** The portal's auth URL rejected the session with 401 or 403. */
   AUTH_REJECTED: "PATPUSH_AUTH_REJECTED",
+  /** The `last` query parameter of a socket upgrade is not a message id (400). */
+  LAST_ID_INVALID: "PATPUSH_LAST_ID_INVALID",
+  /** A socket upgrade arrived while the push server was shutting down (503). */
+  SERVER_CLOSING: "PATPUSH_SERVER_CLOSING",
   /** The portal's auth URL failed, timed out or returned an unexpected response (503). */
   AUTH_UNAVAILABLE: "PATPUSH_AUTH_UNAVAILABLE",
 } as const;
 
 /** HTTP status a rejected socket or auth request receives. */
-export type RejectStatus = 401 | 403 | 503;
+export type RejectStatus = 400 | 401 | 403 | 503;
 
 /**
  * Thrown when a socket or an auth request is not allowed through. `status`

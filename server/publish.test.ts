@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { startRedisServer, type RedisTestServer } from "../common/redis-test-server.ts";
+import { compareMessageIds, isMessageId } from "../protocol/message-id.ts";
 import { MessageError } from "./errors.ts";
 import { doneKey, publishDoneMessage } from "./publish.ts";
 
@@ -35,6 +36,26 @@ describe("publishDoneMessage", { timeout: 30_000 }, () => {
     const [entryId, fields] = entries[0]!;
     assert.equal(entryId, id);
     assert.deepEqual(fields, ["message", JSON.stringify(message)]);
+  });
+
+  it("returns increasing message ids", async () => {
+    const prefix = freshPrefix();
+    const ids: string[] = [];
+
+    for (let i = 0; i < 50; i++) {
+      const message = { user: "alice", pushId: `p${i}` };
+      ids.push(await publishDoneMessage(client, message, { keyPrefix: prefix }));
+    }
+
+    for (const id of ids) assert.ok(isMessageId(id), `${id} is a message id`);
+    for (let i = 1; i < ids.length; i++) {
+      assert.ok(compareMessageIds(ids[i - 1]!, ids[i]!) < 0, `${ids[i - 1]} < ${ids[i]}`);
+    }
+    const entries = await client.xrange(`${prefix}done`, "-", "+");
+    assert.deepEqual(
+      entries.map(([id]) => id),
+      ids,
+    );
   });
 
   it("uses the default key", async () => {

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import type { MessageId } from "../protocol/message-id.ts";
 import { validateMessage } from "./bus.ts";
 
 /** Prefix of every Redis key and channel that patpush uses, unless configured otherwise. */
@@ -26,7 +27,8 @@ export interface PublishDoneMessageOptions {
 /**
  * Validates a done message and appends it to the done stream with
  * `XADD <keyPrefix>done MAXLEN ~ <maxLen> * message <json>`. Returns the
- * stream entry id. Throws MessageError (PATPUSH_MESSAGE_INVALID) before
+ * stream entry id, which is the message id that push servers give the
+ * message. Throws MessageError (PATPUSH_MESSAGE_INVALID) before
  * writing anything when the message fails the schema, and RangeError on a
  * `maxLen` that is not a positive integer.
  */
@@ -34,7 +36,7 @@ export async function publishDoneMessage(
   redis: Redis,
   message: unknown,
   options: PublishDoneMessageOptions = {},
-): Promise<string> {
+): Promise<MessageId> {
   const maxLen = options.maxLen ?? DEFAULT_STREAM_MAX_LEN;
   if (!Number.isSafeInteger(maxLen) || maxLen < 1) {
     throw new RangeError(`maxLen must be a positive integer (got ${String(maxLen)})`);
@@ -52,5 +54,5 @@ export async function publishDoneMessage(
     JSON.stringify(valid),
   );
   // XADD returns null only with NOMKSTREAM, which this call does not pass.
-  return id as string;
+  return id as MessageId;
 }

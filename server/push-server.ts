@@ -10,15 +10,22 @@ import type {
 import { createLogger, type Logger } from "../common/logger.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import type { WelcomeFrame } from "../protocol/frames.ts";
+import type { MessageId } from "../protocol/message-id.ts";
 import type { TaskConfigInput } from "../tasks/config.ts";
 import type { TaskQueue } from "../tasks/types.ts";
 import { createProducerApi, type ProducerApi } from "./api.ts";
+import { Admission, rejectionBody } from "./admission.ts";
 import { PortalAuth, type AuthIdentity } from "./auth.ts";
 import type { Bus } from "./bus.ts";
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
-import { Delivery, subscribeSocket } from "./delivery.ts";
-import { AuthError, PushServerError, ServerErrorCode } from "./errors.ts";
-import { clipForLog, corsHeaders, preflightHeaders, writeEmpty, writeJson } from "./http.ts";
+import { Delivery, socketTopics } from "./delivery.ts";
+import { PushServerError, ServerErrorCode } from "./errors.ts";
+import { RecoveryHistory } from "./history.ts";
+import { writeJson } from "./http.ts";
+import { closeCodeLabel, PushMetrics, writeMetrics } from "./metrics.ts";
+import { resumeSocket, sendReplay } from "./resume.ts";
+import { SocketDrain } from "./shutdown.ts";
+import { SocketRegistry } from "./socket-registry.ts";
 import { loadUws, type Uws } from "./uws.ts";
 
 /** A running push server. */
@@ -31,7 +38,11 @@ export interface PushServer {
   readonly httpUrl: string;
   /** Number of open sockets. */
   connectionCount(): number;
-  /** Closes every socket with CloseCode.RESTART, stops listening and leaves the bus. */
+  /**
+   * Stops listening, closes every socket with CloseCode.RESTART, waits up to
+   * `shutdownDrainMs` for them to receive what was sent before, closes the
+   * rest by force and leaves the bus.
+   */
   close(): Promise<void>;
 }
 
@@ -51,7 +62,16 @@ export interface PushServerOptions {
 interface Connection extends AuthIdentity {
   conn: string;
   logger: Logger;
+  /** The `last` query parameter of the upgrade: the id of the last message the client saw. */
+  last: MessageId | undefined;
+  /** The user topic and the channel topics of this socket. */
+  topics: string[];
+  /** True once shutdown waits for this socket's send buffer to drain before closing it. */
+  draining: boolean;
 }
+
+/** Interval of the slow-consumer sweep and of the history's age pruning, in milliseconds. */
+const SWEEP_INTERVAL_MS = 1000;
 
 /**
  * Starts a push server: validates `config` (ConfigError on failure), loads
@@ -73,14 +93,18 @@ class UwsPushServer implements PushServer {
   readonly #logger: Logger;
   readonly #app: TemplatedApp;
   readonly #auth: PortalAuth;
+  readonly #history: RecoveryHistory;
+  readonly #metrics: PushMetrics;
+  readonly #sockets: SocketRegistry<Connection>;
   readonly #delivery: Delivery;
-  readonly #allowedOrigins: ReadonlySet<string>;
-  readonly #sockets = new Set<WebSocket<Connection>>();
+  readonly #admission: Admission;
+  readonly #drain: SocketDrain<Connection>;
   /** Random prefix of connection ids, so ids from different server runs differ in the logs. */
   readonly #connPrefix = randomBytes(3).toString("hex");
   #connCount = 0;
   #listenSocket: us_listen_socket | undefined;
   #unsubscribe: (() => void) | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
   #port = 0;
 
@@ -89,10 +113,33 @@ class UwsPushServer implements PushServer {
     this.#config = config;
     this.#bus = bus;
     this.#logger = logger;
-    this.#allowedOrigins = new Set(config.allowedOrigins);
     this.#auth = new PortalAuth(config);
     this.#app = uws.App();
-    this.#delivery = new Delivery(this.#app, logger);
+    this.#metrics = new PushMetrics(() => this.#sockets.size);
+    this.#sockets = new SocketRegistry(config.maxBackpressureBytes, this.#metrics);
+    this.#drain = new SocketDrain(this.#sockets);
+    this.#history = new RecoveryHistory({
+      windowMs: config.recoveryWindowMs,
+      maxMessages: config.recoveryMaxMessages,
+    });
+    this.#delivery = new Delivery(
+      this.#app,
+      this.#history,
+      this.#metrics,
+      {
+        afterUserPublish: (user) => this.#sockets.endSlowSocketsOf(user),
+        onReset: () => this.#closeAll("message stream reset"),
+      },
+      logger,
+    );
+    this.#admission = new Admission({
+      allowedOrigins: config.allowedOrigins,
+      auth: this.#auth,
+      delivery: this.#delivery,
+      resumeWaitMs: config.resumeWaitMs,
+      isClosing: () => this.#closing !== undefined,
+      logger,
+    });
     this.#addRoutes(api);
   }
 
@@ -131,7 +178,9 @@ class UwsPushServer implements PushServer {
 
     this.#listenSocket = listenSocket;
     this.#port = this.#uws.us_socket_local_port(listenSocket);
-    this.#unsubscribe = this.#bus.subscribe((message) => this.#delivery.deliver(message));
+    this.#unsubscribe = this.#bus.subscribe((event) => this.#delivery.handle(event));
+    this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    this.#sweepTimer.unref();
     this.#logger.info({ host, port: this.#port, path }, "push server listening");
   }
 
@@ -141,25 +190,48 @@ class UwsPushServer implements PushServer {
   }
 
   async #shutdown(): Promise<void> {
-    this.#unsubscribe?.();
-    const connections = this.#sockets.size;
-    // end() runs the close handler at once, which deletes from the set, so iterate over a copy.
-    for (const ws of [...this.#sockets]) ws.end(CloseCode.RESTART, "server restarting");
+    const started = Date.now();
     if (this.#listenSocket) this.#uws.us_listen_socket_close(this.#listenSocket);
+    clearInterval(this.#sweepTimer);
+    // Upgrades waiting for the bus go on at once and are rejected as closing.
+    // One turn of the event loop lets them write that response before app.close() below.
+    this.#delivery.close();
+    await new Promise((resolve) => setImmediate(resolve));
+
+    const connections = this.#sockets.size;
+    const forced = await this.#drain.run(this.#config.shutdownDrainMs, this.#logger);
+
     // Drops idle HTTP keep-alive connections and upgrades still waiting for the portal.
     this.#app.close();
+    this.#unsubscribe?.();
     await this.#auth.close();
-    this.#logger.info({ connections }, "push server closed");
+    this.#logger.info(
+      { connections, forced, durationMs: Date.now() - started },
+      "push server closed",
+    );
+  }
+
+  /** Closes every socket with RESTART, so its client reconnects and resumes. */
+  #closeAll(reason: string): void {
+    const count = this.#sockets.size;
+    for (const ws of this.#sockets.list()) ws.end(CloseCode.RESTART, reason);
+    this.#logger.warn({ sockets: count, reason }, "sockets closed");
+  }
+
+  #sweep(): void {
+    this.#sockets.endSlowSockets();
+    this.#history.prune();
   }
 
   #addRoutes(api: ProducerApi | undefined): void {
     const { path, maxPayloadBytes, maxBackpressureBytes, idleTimeoutS } = this.#config;
     this.#app.ws<Connection>(path, {
       maxPayloadLength: maxPayloadBytes,
-      maxBackpressure: maxBackpressureBytes,
+      // The slow-consumer check closes a socket past maxBackpressureBytes with 4003. This
+      // higher cap is a backstop for a burst between checks: uWS drops a socket past it
+      // without a close frame, so the client sees 1006.
+      maxBackpressure: Math.min(2 * maxBackpressureBytes, 2 ** 31 - 1),
       // The typings declare a number, but the binary reads it as a boolean.
-      // NOTE: uWS drops a socket past maxBackpressure without a close frame, so the
-      // client sees 1006 and reconnects. CloseCode.SLOW_CONSUMER is never sent.
       closeOnBackpressureLimit: 1,
       idleTimeout: idleTimeoutS,
       sendPingsAutomatically: true,
@@ -167,11 +239,13 @@ class UwsPushServer implements PushServer {
       upgrade: (res, req, context) => this.#onUpgrade(res, req, context),
       open: (ws) => this.#onOpen(ws),
       message: (ws, message, isBinary) => this.#onMessage(ws, message, isBinary),
+      drain: (ws) => this.#drain.onDrain(ws),
       close: (ws, code) => this.#onClose(ws, code),
     });
-    this.#app.get(`${path}/auth`, (res, req) => this.#onAuthRequest(res, req));
-    this.#app.options(`${path}/auth`, (res, req) => this.#onAuthPreflight(res, req));
+    this.#app.get(`${path}/auth`, (res, req) => this.#admission.onAuthRequest(res, req));
+    this.#app.options(`${path}/auth`, (res, req) => this.#admission.onAuthPreflight(res, req));
     this.#app.get("/health", (res) => writeJson(res, 200, { status: "ok" }));
+    this.#app.get("/metrics", (res) => writeMetrics(res, this.#metrics, this.#logger));
     api?.addRoutes(this.#app);
     this.#app.get("/ready", (res) => this.#onReadyRequest(res));
     this.#app.any("/*", (res) => writeJson(res, 404, { error: "not found" }));
@@ -186,20 +260,6 @@ class UwsPushServer implements PushServer {
     }
   }
 
-  /** Checks the Origin and then the session cookie. Rejects with an AuthError. */
-  async #authorize(origin: string, cookieHeader: string): Promise<AuthIdentity> {
-    if (!this.#allowedOrigins.has(origin)) {
-      const originText = origin === "" ? "missing" : `"${clipForLog(origin)}"`;
-      throw new AuthError(
-        ServerErrorCode.ORIGIN_REJECTED,
-        403,
-        origin === "" ? "origin missing" : "origin not allowed",
-        `Origin ${originText} is not in allowedOrigins`,
-      );
-    }
-    return this.#auth.authenticate(cookieHeader);
-  }
-
   #onUpgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     // uWS requires an abort handler before the handler returns without responding.
     let aborted = false;
@@ -211,96 +271,69 @@ class UwsPushServer implements PushServer {
     const cookieHeader = req.getHeader("cookie");
     const key = req.getHeader("sec-websocket-key");
     const extensions = req.getHeader("sec-websocket-extensions");
+    const lastText = req.getQuery("last");
 
-    this.#authorize(origin, cookieHeader).then(
-      (identity) => {
+    this.#admission.admitSocket(origin, cookieHeader, lastText).then(
+      ({ identity, last }) => {
         if (aborted) return;
         const conn = `${this.#connPrefix}-${++this.#connCount}`;
         const logger = this.#logger.child({ conn, user: identity.user });
-        const connection: Connection = { ...identity, conn, logger };
+        const connection: Connection = {
+          ...identity,
+          conn,
+          logger,
+          last,
+          topics: socketTopics(identity),
+          draining: false,
+        };
         // patpush defines no subprotocol, so the response names none.
         res.cork(() => res.upgrade(connection, key, "", extensions, context));
       },
       (error: unknown) => {
         if (aborted) return;
-        const rejection = this.#logRejection(error, origin, "upgrade");
+        const rejection = this.#admission.logRejection(error, origin, "upgrade");
         res.cork(() => writeJson(res, rejection.status, rejectionBody(rejection)));
       },
     );
   }
 
-  #onAuthRequest(res: HttpResponse, req: HttpRequest): void {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    const origin = req.getHeader("origin");
-    const cookieHeader = req.getHeader("cookie");
-    const cors = this.#allowedOrigins.has(origin) ? corsHeaders(origin) : [];
-
-    this.#authorize(origin, cookieHeader).then(
-      (identity) => {
-        if (aborted) return;
-        const body = { user: identity.user, channels: identity.channels };
-        res.cork(() => writeJson(res, 200, body, cors));
-      },
-      (error: unknown) => {
-        if (aborted) return;
-        const rejection = this.#logRejection(error, origin, "auth");
-        res.cork(() => writeJson(res, rejection.status, rejectionBody(rejection), cors));
-      },
-    );
-  }
-
-  #onAuthPreflight(res: HttpResponse, req: HttpRequest): void {
-    const origin = req.getHeader("origin");
-    if (this.#allowedOrigins.has(origin)) {
-      writeEmpty(res, 204, preflightHeaders(origin));
-      return;
-    }
-    writeJson(res, 403, { error: "origin not allowed", code: ServerErrorCode.ORIGIN_REJECTED });
-  }
-
-  /** Logs a rejected request and returns the AuthError for the client (503 when unexpected). */
-  #logRejection(error: unknown, origin: string, route: string): AuthError {
-    if (!(error instanceof AuthError)) {
-      this.#logger.error({ err: error, route }, "auth check failed");
-      return new AuthError(
-        ServerErrorCode.AUTH_UNAVAILABLE,
-        503,
-        "auth check failed",
-        "auth check failed unexpectedly",
-        { cause: error },
-      );
-    }
-
-    const fields = {
-      reason: error.reason,
-      status: error.status,
-      code: error.code,
-      origin: clipForLog(origin),
-      route,
-      // Only a portal failure needs the detail. Its message names the auth URL, never a cookie.
-      ...(error.status === 503 ? { err: error } : {}),
-    };
-    this.#logger.warn(fields, "auth rejected");
-    return error;
-  }
-
+  /**
+   * Subscribes the socket, then sends the welcome and the replayed frames in
+   * one synchronous run, so no delivery can come between them.
+   */
   #onOpen(ws: WebSocket<Connection>): void {
     const connection = ws.getUserData();
     this.#sockets.add(ws);
-    subscribeSocket(ws, connection);
+    for (const topic of connection.topics) ws.subscribe(topic);
+
+    const resumption = resumeSocket(
+      this.#history,
+      this.#delivery.position,
+      connection.topics,
+      connection.last,
+    );
 
     const welcome: WelcomeFrame = {
       type: "welcome",
-      id: this.#delivery.lastId,
+      id: resumption.id,
+      recovery: resumption.recovery,
       user: connection.user,
       channels: connection.channels,
       conn: connection.conn,
     };
     ws.send(JSON.stringify(welcome), false, false);
-    connection.logger.info({ channels: connection.channels.length }, "socket opened");
+    this.#metrics.recoveries.inc({ outcome: resumption.recovery });
+    connection.logger.info(
+      {
+        channels: connection.channels.length,
+        recovery: resumption.recovery,
+        last: connection.last,
+        replaying: resumption.frames.length,
+      },
+      "socket opened",
+    );
+    const sent = sendReplay(ws, resumption.frames, this.#sockets);
+    this.#metrics.framesReplayed.inc(sent);
   }
 
   #onMessage(ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {
@@ -316,12 +349,10 @@ class UwsPushServer implements PushServer {
 
   #onClose(ws: WebSocket<Connection>, code: number): void {
     this.#sockets.delete(ws);
+    this.#metrics.socketCloses.inc({ code: closeCodeLabel(code) });
     ws.getUserData().logger.info({ code }, "socket closed");
+    this.#drain.onClose();
   }
-}
-
-function rejectionBody(error: AuthError): { error: string; code: string } {
-  return { error: error.reason, code: error.code };
 }
 
 function hostForUrl(host: string): string {

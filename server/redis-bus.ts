@@ -1,18 +1,17 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../common/logger.ts";
-import type { DoneMessage } from "../protocol/message.ts";
-import type { Bus } from "./bus.ts";
+import type { MessageId } from "../protocol/message-id.ts";
+import type { Bus, BusHandler } from "./bus.ts";
 import { PushServerError, ServerErrorCode } from "./errors.ts";
 import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_STREAM_MAX_LEN,
-  MESSAGE_FIELD,
   doneKey,
   publishDoneMessage,
 } from "./publish.ts";
-import { fieldValue, parseMessageText } from "./redis-message.ts";
-import { compareStreamIds, readStreamState } from "./stream-position.ts";
-import { Subscribers } from "./subscribers.ts";
+import { RedisHandOver } from "./redis-hand-over.ts";
+import { StreamReader } from "./redis-stream-reader.ts";
+import { SubscriptionProbe } from "./subscription-probe.ts";
 
 /** Options of {@link RedisBus}. */
 export interface RedisBusOptions {
@@ -33,6 +32,12 @@ export interface RedisBusOptions {
   /** Interval between two `XTRIM MAXLEN ~` calls, in milliseconds. @defaultValue 60000 */
   trimIntervalMs?: number;
   /**
+   * Age of the newest stream entries that the bus reads at start and hands
+   * over as backfill, in milliseconds. The value 0 turns the backfill off.
+   * @defaultValue 300000
+   */
+  recoveryWindowMs?: number;
+  /**
    * Prefix of the names that the connections set with CLIENT SETNAME, followed
    * by `-writer`, `-reader` or `-subscriber`. @defaultValue "patpush"
    */
@@ -43,56 +48,35 @@ export interface RedisBusOptions {
 /** The three Redis connections of a bus, by job. */
 type ConnectionRole = "writer" | "reader" | "subscriber";
 
-/** Maximum number of stream entries one XREAD returns. */
-const READ_COUNT = 100;
-
-/** Pause after a failed stream read before the next attempt, in milliseconds. */
-const READ_RETRY_MS = 250;
-
 /**
  * A bus across processes through Redis. Every push server reads the done
  * stream `<keyPrefix>done` with a blocking XREAD from the last entry id it
- * saw, starting at the stream's end, and subscribes to the done channel of
- * the same name. Each valid message from either source goes to every
- * subscriber, and an invalid one is logged with its source and skipped.
+ * saw, and subscribes to the done channel of the same name. At start it reads
+ * the entries of the recovery window as backfill, then sends its first
+ * coverage event and reads on from the stream's end as it was at start. Each
+ * valid message from either source goes to every subscriber, and an invalid
+ * one is logged with its source and skipped.
  *
- * The bus keeps three connections: one for XADD and XTRIM, one for the
- * blocking XREAD (so a slow read never delays a publish and close() can drop
- * it at once), and one in subscriber mode for the channel. ioredis reconnects
- * each of them itself.
+ * The bus keeps three connections. The writer sends XADD, XTRIM and the
+ * probes of the subscription (see SubscriptionProbe). The reader runs the
+ * blocking XREAD alone, so a slow read never delays a publish and close() can
+ * drop it at once. The subscriber is in subscriber mode for the channels.
+ * ioredis reconnects each of them itself.
  */
 export class RedisBus implements Bus {
-  readonly #subscribers = new Subscribers();
+  readonly #handOver: RedisHandOver;
   readonly #logger: Logger | undefined;
   readonly #key: string;
   readonly #keyPrefix: string;
   readonly #streamMaxLen: number;
-  readonly #blockMs: number;
   readonly #writer: Redis;
   readonly #reader: Redis;
   readonly #subscriber: Redis;
+  readonly #streamReader: StreamReader;
+  readonly #probe: SubscriptionProbe;
   /** Roles whose connection is lost, so each outage is logged once. */
   readonly #down = new Set<ConnectionRole>();
   readonly #trimTimer: NodeJS.Timeout;
-  /** Timer that watches the XREAD in flight, see #watchRead. */
-  #stallTimer: NodeJS.Timeout | undefined;
-  readonly #readLoop: Promise<void>;
-  /** Ends the wait of the read loop on close(), see #untilClosed. */
-  #cancelWait: (() => void) | undefined;
-  /**
-   * Id of the last stream entry read, or undefined until the start position is
-   * known. "0-0" after the stream was found missing or replaced.
-   */
-  #lastId: string | undefined;
-  /** True when the stream must be checked for a reset before the next XREAD, see #checkStream. */
-  #streamCheckDue = false;
-  /**
-   * True from a check that found no done stream key until the stream is seen
-   * again, so each absence is logged once.
-   */
-  #streamMissing = false;
-  /** True from a failed stream read until the next successful one. */
-  #readFailing = false;
   #subscribed = false;
   #closed = false;
 
@@ -101,7 +85,7 @@ export class RedisBus implements Bus {
     this.#keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.#key = doneKey(this.#keyPrefix);
     this.#streamMaxLen = options.streamMaxLen ?? DEFAULT_STREAM_MAX_LEN;
-    this.#blockMs = options.blockMs ?? 5000;
+    this.#handOver = new RedisHandOver(this.#key, this.#logger);
 
     const name = options.connectionName ?? "patpush";
     this.#writer = this.#connect(options.redisUrl, "writer", { connectionName: `${name}-writer` });
@@ -118,76 +102,87 @@ export class RedisBus implements Bus {
       maxRetriesPerRequest: null,
       autoResubscribe: false,
     });
-    // A reconnect may reach a restarted Redis or a replica that took over, which can
-    // hold a new stream with lower ids.
-    this.#reader.on("ready", () => {
-      this.#streamCheckDue = true;
+    this.#probe = new SubscriptionProbe({
+      writer: this.#writer,
+      subscriber: this.#subscriber,
+      keyPrefix: this.#keyPrefix,
+      logger: this.#logger,
     });
-    // NOTE: only the reader detects a silently dead network path (#watchRead). The
-    // subscriber waits for TCP to fail, and ready() stays true until then.
-    this.#subscriber.on("ready", () => this.#subscribeChannel());
+
+    this.#subscriber.on("ready", () => this.#subscribeChannels());
     this.#subscriber.on("close", () => {
       this.#subscribed = false;
+      this.#probe.onUnsubscribed();
     });
-    this.#subscriber.on("message", (_channel: string, text: string) =>
-      this.#onChannelMessage(text),
+    this.#subscriber.on("message", (channel: string, text: string) =>
+      this.#onChannelMessage(channel, text),
     );
 
-    this.#readLoop = this.#readStream();
+    this.#streamReader = new StreamReader({
+      reader: this.#reader,
+      key: this.#key,
+      blockMs: options.blockMs ?? 5000,
+      recoveryWindowMs: options.recoveryWindowMs ?? 300_000,
+      handOver: this.#handOver,
+      logger: this.#logger,
+    });
+    this.#probe.start();
     this.#trimTimer = setInterval(() => void this.#trim(), options.trimIntervalMs ?? 60_000);
     this.#trimTimer.unref();
   }
 
   /**
    * Returns true while the stream reader and the channel subscriber are both
-   * connected and the last stream read succeeded.
+   * connected, the backfill is done, the last stream read succeeded and the
+   * subscription probe reports no stall.
    */
   ready(): boolean {
     return (
       !this.#closed &&
       this.#subscribed &&
-      this.#lastId !== undefined &&
-      !this.#readFailing &&
+      this.#streamReader.reading() &&
+      !this.#probe.stalled() &&
       this.#reader.status === "ready" &&
       this.#subscriber.status === "ready"
     );
   }
 
   /**
-   * Validates `message` and appends it to the done stream (`XADD MAXLEN ~`),
-   * from where every push server, this one included, reads it. Throws
-   * MessageError on an invalid message and PushServerError after close().
+   * Validates `message`, appends it to the done stream (`XADD MAXLEN ~`),
+   * from where every push server, this one included, reads it, and resolves
+   * with its stream entry id. Throws MessageError on an invalid message and
+   * PushServerError after close().
    */
-  async publish(message: unknown): Promise<void> {
+  async publish(message: unknown): Promise<MessageId> {
     if (this.#closed) {
       throw new PushServerError(
         ServerErrorCode.BUS_CLOSED,
         "cannot publish: the bus is closed; publish before shutting down the push server",
       );
     }
-    await publishDoneMessage(this.#writer, message, {
+    return publishDoneMessage(this.#writer, message, {
       keyPrefix: this.#keyPrefix,
       maxLen: this.#streamMaxLen,
     });
   }
 
-  subscribe(handler: (message: DoneMessage) => void): () => void {
-    return this.#subscribers.add(handler);
+  subscribe(handler: BusHandler): () => void {
+    return this.#handOver.subscribe(handler);
   }
 
   /** Stops reading, drops every subscriber and disconnects at once, without waiting for XREAD. */
   async close(): Promise<void> {
-    if (this.#closed) return this.#readLoop;
+    if (this.#closed) return this.#streamReader.close();
     this.#closed = true;
-    this.#cancelWait?.();
     clearInterval(this.#trimTimer);
-    clearInterval(this.#stallTimer);
-    this.#subscribers.clear();
+    this.#probe.stop();
+    this.#handOver.clear();
 
+    const stopped = this.#streamReader.close();
     this.#reader.disconnect();
     this.#subscriber.disconnect();
     this.#writer.disconnect();
-    await this.#readLoop;
+    await stopped;
     this.#logger?.info({ stream: this.#key }, "redis bus closed");
   }
 
@@ -206,11 +201,12 @@ export class RedisBus implements Bus {
     return redis;
   }
 
-  #subscribeChannel(): void {
+  #subscribeChannels(): void {
     if (this.#closed) return;
-    this.#subscriber.subscribe(this.#key).then(
+    this.#subscriber.subscribe(this.#key, this.#probe.channel).then(
       () => {
         this.#subscribed = true;
+        this.#probe.onSubscribed();
       },
       (error: unknown) => {
         if (!this.#closed) this.#logger?.error({ err: error }, "redis subscribe failed");
@@ -224,167 +220,13 @@ export class RedisBus implements Bus {
     this.#logger?.warn({ connection: role, err: error }, "redis connection lost");
   }
 
-  /**
-   * Reads the done stream until close(). After any failure it resumes from
-   * the last entry id it delivered, so entries written while the reader was
-   * disconnected are delivered once it is back. After a reconnect, a failure
-   * or an XREAD that returned nothing, it first checks whether the stream was
-   * deleted or replaced (#checkStream), so normal traffic costs no extra command.
-   */
-  async #readStream(): Promise<void> {
-    while (!this.#closed) {
-      try {
-        this.#lastId ??= await this.#untilClosed(this.#latestEntryId());
-        if (this.#closed || this.#lastId === undefined) return;
-        if (this.#streamCheckDue) await this.#checkStream();
-        if (this.#closed) return;
-
-        const reply = await this.#untilClosed(
-          this.#watchRead(
-            this.#reader.xread(
-              "COUNT",
-              READ_COUNT,
-              "BLOCK",
-              this.#blockMs,
-              "STREAMS",
-              this.#key,
-              this.#lastId,
-            ),
-          ),
-        );
-        if (this.#closed) return;
-        this.#onReadSucceeded();
-        if (!reply?.length) this.#streamCheckDue = true;
-        for (const [, entries] of reply ?? []) this.#onStreamEntries(entries);
-      } catch (error) {
-        if (this.#closed) return;
-        if (!this.#readFailing) {
-          this.#logger?.warn({ err: error, stream: this.#key }, "stream read failed");
-        }
-        this.#readFailing = true;
-        this.#streamCheckDue = true;
-        await this.#untilClosed(new Promise((resolve) => setTimeout(resolve, READ_RETRY_MS)));
-      }
-    }
-  }
-
-  /**
-   * Moves the read position to "0-0" when the done stream is missing or was
-   * replaced, so the first entry of a recreated stream is delivered. A stream
-   * whose last-generated-id is below the last id read was replaced, for example
-   * by DEL and XADD, or by a Redis restart without persistence or a failover
-   * to a server whose clock is behind. Throws what the check's commands throw.
-   */
-  async #checkStream(): Promise<void> {
-    const state = await this.#untilClosed(readStreamState(this.#reader, this.#key));
-    if (this.#closed || state === undefined) return;
-    this.#streamCheckDue = false;
-    this.#onReadSucceeded();
-
-    if (!state.exists) {
-      if (!this.#streamMissing) {
-        this.#logger?.info({ stream: this.#key }, "done stream missing");
-      }
-      this.#streamMissing = true;
-      this.#lastId = "0-0";
-      return;
-    }
-    this.#streamMissing = false;
-    // NOTE: a replacing stream whose ids already passed the last id read looks
-    // like the old one, so its entries up to that id are not delivered.
-    if (this.#lastId !== undefined && compareStreamIds(state.lastGeneratedId, this.#lastId) < 0) {
-      this.#logger?.warn(
-        { stream: this.#key, lastId: this.#lastId, lastGeneratedId: state.lastGeneratedId },
-        "done stream reset",
-      );
-      this.#lastId = "0-0";
-    }
-  }
-
-  #onReadSucceeded(): void {
-    if (this.#readFailing) {
-      this.#logger?.info({ stream: this.#key, lastId: this.#lastId }, "stream read resumed");
-    }
-    this.#readFailing = false;
-  }
-
-  /**
-   * Drops the reader's socket when an XREAD outlives its BLOCK time by far on
-   * a connection that ioredis still considers ready. A network path that
-   * fails silently returns no error until TCP gives up, which takes minutes.
-   * ioredis then reconnects and sends the pending XREAD again, with the same id.
-   */
-  async #watchRead<T>(pending: Promise<T>): Promise<T> {
-    const stallMs = this.#blockMs * 2 + 1000;
-    // A command queued during an outage may never settle after close(), so
-    // close() clears the timer too.
-    this.#stallTimer = setInterval(() => {
-      if (this.#closed || this.#reader.status !== "ready") return;
-      this.#logger?.warn({ stream: this.#key, stallMs }, "stream read stalled, reconnecting");
-      this.#reader.stream.destroy();
-    }, stallMs);
-    try {
-      return await pending;
-    } finally {
-      clearInterval(this.#stallTimer);
-    }
-  }
-
-  /** Returns the id of the stream's newest entry, or "0-0" for an empty or missing stream. */
-  async #latestEntryId(): Promise<string> {
-    const entries = await this.#reader.xrevrange(this.#key, "+", "-", "COUNT", 1);
-    return entries[0]?.[0] ?? "0-0";
-  }
-
-  /**
-   * Resolves with the outcome of `pending`, or with undefined as soon as the
-   * bus closes. A command queued during an outage is not always rejected by
-   * disconnect(), so close() must not wait for it.
-   */
-  #untilClosed<T>(pending: Promise<T>): Promise<T | undefined> {
-    // The read loop waits for one command at a time, so one cancel function suffices.
-    // Unlike Promise.race with one long-lived promise, this keeps no reaction per call.
-    return new Promise<T | undefined>((resolve, reject) => {
-      this.#cancelWait = () => resolve(undefined);
-      pending.then(resolve, reject);
-    }).finally(() => {
-      this.#cancelWait = undefined;
-    });
-  }
-
-  #onStreamEntries(entries: [id: string, fields: string[]][]): void {
-    if (entries.length > 0) this.#streamMissing = false;
-    for (const [id, fields] of entries) {
-      this.#lastId = id;
-      const parsed = parseMessageText(fieldValue(fields, MESSAGE_FIELD));
-      if ("problems" in parsed) {
-        this.#logger?.warn(
-          { stream: this.#key, streamId: id, problems: parsed.problems },
-          "invalid done message skipped",
-        );
-        continue;
-      }
-      this.#logger?.debug({ stream: this.#key, streamId: id }, "stream message received");
-      this.#handOver(parsed.message);
-    }
-  }
-
-  #onChannelMessage(text: string): void {
+  #onChannelMessage(channel: string, text: string): void {
     if (this.#closed) return;
-    const parsed = parseMessageText(text);
-    if ("problems" in parsed) {
-      this.#logger?.warn(
-        { redisChannel: this.#key, problems: parsed.problems },
-        "invalid done message skipped",
-      );
+    if (channel === this.#probe.channel) {
+      this.#probe.onProbe();
       return;
     }
-    this.#logger?.debug({ redisChannel: this.#key }, "channel message received");
-    this.#handOver(parsed.message);
-  }
-
-  #handOver(message: DoneMessage): void {
-    this.#subscribers.deliver(message, this.#logger);
+    this.#handOver.handOverChannelText(text);
   }
 
   async #trim(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
  * Push servers that share one Redis through RedisBus: delivery from the
- * done stream and channel, readiness, and a Redis outage.
+ * done stream and channel, recovery on a server started later, readiness,
+ * and a Redis outage.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -133,7 +134,8 @@ describe("redis push servers", { timeout: 60_000 }, () => {
 
   it("delivers a stream entry once per socket", async () => {
     const html = '<a href="http://127.0.0.1:8480/doc#preview" data-pat-inject="target: #x"></a>';
-    await admin.xadd(key, "*", "message", JSON.stringify({ user: "alice", html, pushId: "s1" }));
+    const entry = JSON.stringify({ user: "alice", html, pushId: "s1" });
+    const entryId = await admin.xadd(key, "*", "message", entry);
     await flush("s1-flushed");
 
     for (const socket of alice) {
@@ -143,6 +145,8 @@ describe("redis push servers", { timeout: 60_000 }, () => {
       );
       const frame = await waitForPushId(socket, "s1");
       assert.equal(frame.type === "message" && frame.html, html);
+      assert.equal(frame.id, entryId, "the frame carries the stream entry id");
+      assert.equal(frame.type === "message" && frame.live, undefined);
     }
     for (const socket of bob) assert.ok(!pushIdsOf(socket).includes("s1"), "bob gets nothing");
   });
@@ -159,6 +163,8 @@ describe("redis push servers", { timeout: 60_000 }, () => {
         pushIdsOf(socket).filter((id) => id === "c1"),
         ["c1"],
       );
+      const frame = await waitForPushId(socket, "c1");
+      assert.equal(frame.type === "message" && frame.live, true, "a published frame is live");
     }
     for (const socket of bob) assert.ok(!pushIdsOf(socket).includes("c1"), "bob gets nothing");
   });
@@ -183,6 +189,32 @@ describe("redis push servers", { timeout: 60_000 }, () => {
       assert.ok(!pushIdsOf(socket).includes("n1"), "a channel message skips other sockets");
       assert.ok(!pushIdsOf(socket).includes("n2"), "a channel message skips other sockets");
     }
+  });
+
+  it("replays stored messages on a new server", async () => {
+    const addForAlice = (pushId: string) =>
+      admin.xadd(key, "*", "message", JSON.stringify({ user: "alice", pushId }));
+    const lastSeen = await addForAlice("r1");
+    const missedId = await addForAlice("r2");
+    await flush("r-flushed");
+
+    // The new server reads the stream's recent entries at start, so a socket
+    // that comes over from another server gets what it missed.
+    const third = await startServer(prefix);
+    const socket = await openSocket(`${third.server.url}?last=${lastSeen}`, {
+      origin: ORIGIN,
+      cookie: "__ac=alice-session",
+    });
+    cleanups.push(async () => {
+      socket.ws.terminate();
+    });
+    const welcome = await socket.waitFor((frame) => frame.type === "welcome");
+    assert.equal(welcome.type === "welcome" && welcome.recovery, "complete");
+    assert.equal(welcome.id, lastSeen);
+    await waitForPushId(socket, "r-flushed");
+
+    assert.deepEqual(pushIdsOf(socket), ["r2", "r-flushed"]);
+    assert.equal((await waitForPushId(socket, "r2")).id, missedId);
   });
 
   it("skips an invalid entry", async () => {

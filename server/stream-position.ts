@@ -1,31 +1,59 @@
 import type { Redis } from "ioredis";
+import { ZERO_MESSAGE_ID, type MessageId } from "../protocol/message-id.ts";
 
 /** State of the done stream key at one check. */
-export type StreamState = { exists: false } | { exists: true; lastGeneratedId: string };
+export type StreamState =
+  | { exists: false }
+  | {
+      exists: true;
+      lastGeneratedId: MessageId;
+      /** Id of the oldest entry, or undefined for an empty stream. */
+      firstEntryId: MessageId | undefined;
+    };
+
+/** Highest sequence part of a stream entry id: Redis stores it as an unsigned 64-bit integer. */
+const MAX_SEQUENCE = 18_446_744_073_709_551_615n;
 
 /**
- * Compares two stream entry ids (`<ms>-<seq>`) numerically. Returns a negative
- * number, zero or a positive number when `a` is lower than, equal to or higher than `b`.
+ * Returns the id right below `id`: `<ms>-<seq - 1>`, or the highest id of
+ * the previous millisecond when `seq` is 0. ZERO_MESSAGE_ID has none and is
+ * returned unchanged.
  */
-export function compareStreamIds(a: string, b: string): number {
-  const [aMs, aSeq] = splitStreamId(a);
-  const [bMs, bSeq] = splitStreamId(b);
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
-  return 0;
+export function previousMessageId(id: MessageId): MessageId {
+  const dash = id.indexOf("-");
+  const ms = BigInt(id.slice(0, dash));
+  const seq = BigInt(id.slice(dash + 1));
+  if (seq > 0n) return `${ms}-${seq - 1n}`;
+  if (ms > 0n) return `${ms - 1n}-${MAX_SEQUENCE}`;
+  return ZERO_MESSAGE_ID;
 }
 
-function splitStreamId(id: string): [bigint, bigint] {
-  const [ms = "0", seq = "0"] = id.split("-");
-  return [BigInt(ms), BigInt(seq)];
+/** Returns the lowest entry id of the millisecond `windowMs` before `nowMs`, `0-0` at the least. */
+export function windowStartId(nowMs: number, windowMs: number): MessageId {
+  return `${Math.max(0, Math.floor(nowMs - windowMs))}-0`;
 }
 
 /**
- * Reads whether `key` exists and, for a stream, its `last-generated-id` with
- * one pipelined `EXISTS` + `XINFO STREAM`. Unlike the newest entry id, the
- * last-generated-id of a stream stays put on XDEL and XTRIM and only XSETID can
- * lower it, so a lower value means that the key now contains a different stream.
- * Throws the Redis error when the key contains another type (WRONGTYPE).
+ * Returns an id above which the stream in `state` still contains every entry
+ * ever added to it, as far as trimming goes. XTRIM and `MAXLEN` remove the
+ * oldest entries, so for a stream with entries that is the id right below the
+ * first one. An empty stream gives its last-generated-id, and a missing key
+ * gives ZERO_MESSAGE_ID. An entry removed with XDEL from the middle of the
+ * stream is not noticed.
+ */
+export function retainedAfter(state: StreamState): MessageId {
+  if (!state.exists) return ZERO_MESSAGE_ID;
+  if (state.firstEntryId === undefined) return state.lastGeneratedId;
+  return previousMessageId(state.firstEntryId);
+}
+
+/**
+ * Reads whether `key` exists and, for a stream, its `last-generated-id` and
+ * the id of its first entry with one pipelined `EXISTS` + `XINFO STREAM`.
+ * Unlike the newest entry id, the last-generated-id of a stream stays put on
+ * XDEL and XTRIM and only XSETID can lower it, so a lower value means that the
+ * key now contains a different stream. Throws the Redis error when the key
+ * contains another type (WRONGTYPE).
  */
 export async function readStreamState(redis: Redis, key: string): Promise<StreamState> {
   const results = await redis.pipeline().exists(key).xinfo("STREAM", key).exec();
@@ -36,10 +64,22 @@ export async function readStreamState(redis: Redis, key: string): Promise<Stream
   if (infoResult?.[0]) throw infoResult[0];
 
   const info = infoResult?.[1] as unknown[];
-  const index = info.indexOf("last-generated-id");
-  const lastGeneratedId = info[index + 1];
-  if (index < 0 || typeof lastGeneratedId !== "string") {
+  const lastGeneratedId = infoField(info, "last-generated-id");
+  if (typeof lastGeneratedId !== "string") {
     throw new Error(`XINFO STREAM ${key} returned no last-generated-id`);
   }
-  return { exists: true, lastGeneratedId };
+  // "first-entry" is [id, fields], or nil for an empty stream.
+  const firstEntry = infoField(info, "first-entry");
+  const firstEntryId = Array.isArray(firstEntry) ? firstEntry[0] : undefined;
+  return {
+    exists: true,
+    lastGeneratedId,
+    firstEntryId: typeof firstEntryId === "string" ? firstEntryId : undefined,
+  };
+}
+
+/** Returns the value after `name` in a flat XINFO reply. */
+function infoField(info: unknown[], name: string): unknown {
+  const index = info.indexOf(name);
+  return index < 0 ? undefined : info[index + 1];
 }

@@ -8,10 +8,13 @@ import { Writable } from "node:stream";
 import WebSocket from "ws";
 import { createLogger, type Logger } from "../common/logger.ts";
 import { parseServerFrame, type ServerFrame } from "../protocol/frames.ts";
+import type { MessageId } from "../protocol/message-id.ts";
+import type { DoneMessage } from "../protocol/message.ts";
 import type { AuthIdentity } from "./auth.ts";
-import { EmbeddedBus } from "./bus.ts";
+import { EmbeddedBus, validateMessage, type Bus, type BusEvent, type BusHandler } from "./bus.ts";
 import type { ServerConfigInput } from "./config.ts";
 import { startPushServer, type PushServer } from "./push-server.ts";
+import { Subscribers } from "./subscribers.ts";
 
 /** One request the portal stub received. */
 export interface RecordedRequest {
@@ -230,10 +233,62 @@ export function captureLogs(level = "debug"): LogCapture {
   };
 }
 
+/**
+ * A bus that hands over exactly the events a test gives it, for the events
+ * the embedded bus never sends: live and backfill messages, and coverage
+ * resets. It keeps the latest coverage like every bus, so a new subscriber
+ * receives it first.
+ */
+export class ScriptedBus implements Bus {
+  readonly #subscribers = new Subscribers();
+
+  /** Hands `event` to every subscriber; a coverage event also becomes the latest coverage. */
+  emit(event: BusEvent): void {
+    if (event.type === "coverage") this.#subscribers.setCoverage(event, undefined);
+    else this.#subscribers.deliver(event, undefined);
+  }
+
+  /** Hands over a stored message with `id`; `kind` marks it live or backfill. */
+  emitMessage(id: MessageId, message: DoneMessage, kind?: "live" | "backfill"): void {
+    this.emit({
+      type: "message",
+      id,
+      message: validateMessage(message),
+      live: kind === "live",
+      backfill: kind === "backfill",
+    });
+  }
+
+  async publish(): Promise<MessageId> {
+    throw new Error("ScriptedBus does not publish; call emit()");
+  }
+
+  subscribe(handler: BusHandler): () => void {
+    return this.#subscribers.add(handler);
+  }
+
+  async close(): Promise<void> {
+    this.#subscribers.clear();
+  }
+}
+
+/** Returns `url` with the `last` query parameter set to `last`. */
+export function withLast(url: string, last: string): string {
+  return `${url}?last=${encodeURIComponent(last)}`;
+}
+
+/** Returns the value of the metric line `series` (name and labels as printed) in `text`. */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
 /** A push server on a free port with its bus and captured logs. */
-export interface TestServer {
+export interface TestServer<B extends Bus = EmbeddedBus> {
   server: PushServer;
-  bus: EmbeddedBus;
+  bus: B;
   logs: LogCapture;
   close(): Promise<void>;
 }
@@ -241,7 +296,15 @@ export interface TestServer {
 /** Starts a push server on 127.0.0.1 and port 0 with an embedded bus, logging at debug. */
 export async function startTestServer(config: ServerConfigInput): Promise<TestServer> {
   const logs = captureLogs("debug");
-  const bus = new EmbeddedBus({ logger: logs.logger });
+  return startTestServerWith(config, new EmbeddedBus({ logger: logs.logger }), logs);
+}
+
+/** Starts a push server on 127.0.0.1 and port 0 with `bus`, logging at debug. */
+export async function startTestServerWith<B extends Bus>(
+  config: ServerConfigInput,
+  bus: B,
+  logs: LogCapture = captureLogs("debug"),
+): Promise<TestServer<B>> {
   const server = await startPushServer({
     config: { port: 0, ...config },
     bus,

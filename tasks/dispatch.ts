@@ -188,7 +188,9 @@ function describeTarget(url: string): string {
 }
 
 /**
- * POSTs `task` once as attempt `attempt` (1-based) and classifies the result.
+ * POSTs `task` once as attempt `attempt` (1-based, sent as X-Task-Attempt) and
+ * classifies the result. The attempt counts every started run, including one
+ * whose dispatcher died before it finished.
  * With a signingSecret configured, the request carries X-Task-Signature.
  * Redirects are not followed, because undici's `request` follows none unless
  * a redirect interceptor is composed in. The response body is always read

@@ -268,11 +268,11 @@ describe("task worker faults", { timeout: 60_000 }, () => {
     await within(completed, "another worker to take over the stalled job");
 
     // At-least-once: the portal received the task twice and must treat
-    // X-Task-Id as the idempotency key. BullMQ 6 counts a stalled run in
-    // attemptsStarted, not attemptsMade, so X-Task-Attempt stays "1".
+    // X-Task-Id as the idempotency key. X-Task-Attempt counts started runs,
+    // so the redelivered request reads 2.
     assert.deepEqual(receivedIds(portal), [sent.id, sent.id]);
     const attempts = portal.requests.map((request) => request.headers["x-task-attempt"]);
-    assert.deepEqual(attempts, ["1", "1"]);
+    assert.deepEqual(attempts, ["1", "2"]);
     await waitForJobState(queue, sent.id, "completed");
     assert.ok(logs.messages().includes("task dispatched"));
     assert.deepEqual(processErrors.slice(errorsBefore), []);

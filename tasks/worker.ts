@@ -183,7 +183,11 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
   }
 
   async #process(job: Job): Promise<void> {
-    const attempt = job.attemptsMade + 1;
+    // BullMQ counts a run that stalled (its worker died) in attemptsStarted but not in
+    // attemptsMade, so X-Task-Attempt uses the started count: a redelivered task reads 2.
+    const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+    // The retry limit follows BullMQ's own count of failed attempts, as `attempts` does.
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const log = this.#logger.child({ taskId: job.id, taskName: job.name, attempt });
     const { task, origin } = this.#openTask(job, log);
 
@@ -211,7 +215,7 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
       log.error({ ...fields, err: outcome.error }, "task failed");
       throw new UnrecoverableError(message);
     }
-    if (attempt >= (job.opts.attempts ?? 1)) {
+    if (lastAttempt) {
       log.error({ ...fields, err: outcome.error }, "task failed");
       throw new UnrecoverableError(`task failed after ${attempt} attempts; last error: ${message}`);
     }

@@ -201,9 +201,10 @@ describe("portal upload", () => {
   it("stores the document and makes its preview", async () => {
     const { cookie, authenticator } = await logIn("alice");
     const published = new Promise<DoneMessage>((resolve) => {
-      const unsubscribe = demo.bus.subscribe((message) => {
+      const unsubscribe = demo.bus.subscribe((event) => {
+        if (event.type !== "message") return;
         unsubscribe();
-        resolve(message);
+        resolve(event.message);
       });
     });
 
@@ -230,9 +231,10 @@ describe("portal upload", () => {
   it("links previews to the request's host", async () => {
     const { cookie, authenticator } = await logIn("bob");
     const published = new Promise<DoneMessage>((resolve) => {
-      const unsubscribe = demo.bus.subscribe((message) => {
+      const unsubscribe = demo.bus.subscribe((event) => {
+        if (event.type !== "message") return;
         unsubscribe();
-        resolve(message);
+        resolve(event.message);
       });
     });
     const localUrl = demo.portalUrl.replace("127.0.0.1", "localhost");
@@ -258,9 +260,10 @@ describe("portal notifications", () => {
   it("publishes to the site channel", async () => {
     const { cookie, authenticator } = await logIn("bob");
     const published = new Promise<DoneMessage>((resolve) => {
-      const unsubscribe = demo.bus.subscribe((message) => {
+      const unsubscribe = demo.bus.subscribe((event) => {
+        if (event.type !== "message") return;
         unsubscribe();
-        resolve(message);
+        resolve(event.message);
       });
     });
 

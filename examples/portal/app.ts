@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { parseConfig } from "../../common/config.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import { PatpushError } from "../../protocol/errors.ts";
+import type { ServerConfigInput } from "../../server/config.ts";
 import { EmbeddedBus, startPushServer, type Bus, type PushServer } from "../../server/index.ts";
 import { InProcessRunner, TaskProducer, type TaskQueue } from "../../tasks/index.ts";
 import { CsrfAuthenticator } from "./authenticator.ts";
@@ -21,7 +22,23 @@ import { DocumentStore } from "./documents.ts";
 import { createRequestListener } from "./routes.ts";
 import { SessionStore } from "./sessions.ts";
 
-export type DemoOptions = DemoConfigInput & { logger?: Logger };
+/** Push server options besides those the demo sets itself, such as `recoveryMaxMessages`. */
+export type PushOverrides = Omit<
+  Partial<ServerConfigInput>,
+  "host" | "port" | "authUrl" | "allowedOrigins"
+>;
+
+export type DemoOptions = DemoConfigInput & {
+  logger?: Logger;
+  /** Options passed on to the push server of the single-process demo. */
+  push?: PushOverrides;
+  /**
+   * Ports that pages use for the push servers' sockets, in the order of the
+   * push servers, when a proxy listens in front of them. When absent, pages
+   * use the push servers' own ports.
+   */
+  pagePushPorts?: readonly number[];
+};
 
 /** A running demo; `close()` stops every part and removes a temporary data folder. */
 export interface Demo {
@@ -103,7 +120,8 @@ export async function startPortal<B extends PortalBackend>(
   options: DemoOptions,
   startBackend: (context: BackendContext) => Promise<B>,
 ): Promise<RunningPortal<B>> {
-  const { logger: givenLogger, ...input } = options;
+  // `push` is for the backend starter, which reads it from its own options.
+  const { logger: givenLogger, push: _push, pagePushPorts, ...input } = options;
   const config = parseConfig("portal", demoConfigSchema, input);
   const logger = givenLogger ?? createLogger();
   const portalLog = logger.child({ component: "portal" });
@@ -181,7 +199,7 @@ export async function startPortal<B extends PortalBackend>(
     const settings: PortalSettings = {
       canonicalOrigin,
       origins,
-      pushPorts: backend.pushServers.map((push) => push.port),
+      pushPorts: pagePushPorts ?? backend.pushServers.map((push) => push.port),
       pushPath: new URL(backend.pushServers[0].url).pathname,
       previewDelayMs: config.previewDelayMs,
       maxUploadBytes: config.maxUploadBytes,
@@ -222,7 +240,15 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     const bus = new EmbeddedBus({ logger });
     onClose(() => bus.close());
 
-    const push = await startPush(config.host, config.pushPort, authUrl, origins, bus, logger);
+    const push = await startPush(
+      config.host,
+      config.pushPort,
+      authUrl,
+      origins,
+      bus,
+      logger,
+      options.push,
+    );
     onClose(() => push.close());
 
     const runner = new InProcessRunner({ config: { allowedOrigins: origins }, logger });
@@ -241,8 +267,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 }
 
 /**
- * Starts a push server on `host:port`. Throws PortInUseError when the start
- * failed because the port is taken.
+ * Starts a push server on `host:port`, with `overrides` for its other
+ * options. Throws PortInUseError when the start failed because the port is taken.
  */
 export async function startPush(
   host: string,
@@ -251,9 +277,11 @@ export async function startPush(
   allowedOrigins: string[],
   bus: Bus,
   logger: Logger,
+  overrides: PushOverrides = {},
 ): Promise<PushServer> {
   try {
-    return await startPushServer({ config: { host, port, authUrl, allowedOrigins }, bus, logger });
+    const config = { ...overrides, host, port, authUrl, allowedOrigins };
+    return await startPushServer({ config, bus, logger });
   } catch (err) {
     if (await isPortTaken(port, host)) throw new PortInUseError("push", host, port, err);
     throw err;

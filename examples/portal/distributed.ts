@@ -58,9 +58,7 @@ interface DistributedBackend extends PortalBackend {
  */
 function streamPublisher(redis: Redis, keyPrefix: string): DonePublisher {
   return {
-    publish: async (message) => {
-      await publishDoneMessage(redis, message, { keyPrefix });
-    },
+    publish: (message) => publishDoneMessage(redis, message, { keyPrefix }),
   };
 }
 

@@ -23,6 +23,11 @@ export const PushEvent = {
   MESSAGE: "patpush:message",
   /** Every welcome frame. */
   WELCOME: "patpush:welcome",
+  /**
+   * A welcome frame with recovery "gap": messages for this page may be lost,
+   * so the pattern reloads every pending placeholder.
+   */
+  GAP: "patpush:gap",
   /** Patternslib's push marker: `detail.body` is the push id. */
   PUSH: "push",
 } as const;

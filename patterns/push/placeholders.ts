@@ -2,7 +2,8 @@
  * Pending placeholders: elements that a page renders while a task is still
  * running, marked with `data-pat-push-pending="URL#id"`. A result that was
  * published before this page's socket opened never reaches the page, so the
- * pattern refreshes every placeholder once the socket is open.
+ * pattern refreshes every placeholder once the socket is open. It refreshes
+ * them again after a reconnect whose welcome does not report a complete replay.
  */
 import { selectorFromHash, type SourceSpec } from "./fragment.ts";
 import { injectFromUrl, type InjectionResult, type InjectOptions } from "./inject.ts";

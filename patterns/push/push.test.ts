@@ -22,8 +22,12 @@ const EVENT_TYPES = [
   "doc-ready",
   "patpush:message",
   "patpush:welcome",
+  "patpush:gap",
   "pat-inject-success",
 ];
+
+const PENDING_10 = `<div id="doc-10" data-pat-push-pending="/docs/10#doc-10">still rendering</div>`;
+const READY_10 = `<div id="doc-10"><img id="preview-10" alt="preview 10"></div>`;
 
 describe("pat-push", () => {
   let browser: Browser;
@@ -195,7 +199,7 @@ describe("pat-push", () => {
   });
 
   it("updates push-id element from url", async () => {
-    standIn.welcomeId = 0;
+    standIn.welcomeId = "0-0";
     await openPage(
       connectionMarkup() +
         `<a id="counter" class="pat-push" data-pat-push="push-id: messages; url: /counter">` +
@@ -203,7 +207,7 @@ describe("pat-push", () => {
     );
     const socket = await standIn.waitForSockets(1);
     await waitForEvents("patpush:welcome", 1);
-    send(socket, { type: "message", id: 1, pushId: "messages" });
+    send(socket, { type: "message", id: "1-0", pushId: "messages" });
     await page.waitForFunction(
       () => document.getElementById("counter")?.innerHTML === "<sup>3</sup>",
     );
@@ -219,7 +223,7 @@ describe("pat-push", () => {
         `<sup>0</sup></ul>`,
     );
     const socket = await standIn.waitForSockets(1);
-    send(socket, { type: "message", id: 1, pushId: "messages" });
+    send(socket, { type: "message", id: "1-0", pushId: "messages" });
     await page.waitForFunction(() => document.getElementById("counter")?.children.length === 2);
 
     assert.equal(await page.innerHTML("#counter"), "<sup>0</sup><sup>3</sup>");
@@ -241,17 +245,27 @@ describe("pat-push", () => {
   it("dispatches custom event with data", async () => {
     await openPage(connectionMarkup());
     const socket = await standIn.waitForSockets(1);
-    send(socket, { type: "message", id: 4, event: "doc-ready", data: { doc: 7, pages: [1, 2] } });
+    send(socket, {
+      type: "message",
+      id: "4-0",
+      event: "doc-ready",
+      data: { doc: 7, pages: [1, 2] },
+    });
     await waitForEvents("doc-ready", 1);
 
     assert.deepEqual(await recorded("doc-ready"), [
-      { type: "doc-ready", target: "body", detail: { data: { doc: 7, pages: [1, 2] }, id: 4 } },
+      { type: "doc-ready", target: "body", detail: { data: { doc: 7, pages: [1, 2] }, id: "4-0" } },
     ]);
     assert.deepEqual(await recorded("patpush:message"), [
       {
         type: "patpush:message",
         target: "document",
-        detail: { type: "message", id: 4, event: "doc-ready", data: { doc: 7, pages: [1, 2] } },
+        detail: {
+          type: "message",
+          id: "4-0",
+          event: "doc-ready",
+          data: { doc: 7, pages: [1, 2] },
+        },
       },
     ]);
   });
@@ -261,7 +275,7 @@ describe("pat-push", () => {
     const socket = await standIn.waitForSockets(1);
     send(socket, {
       type: "message",
-      id: 2,
+      id: "2-0",
       html: `<a href="/docs/7#doc-7" data-pat-inject="target: #doc-7::element"></a>`,
     });
     await page.waitForSelector("#preview-7");
@@ -285,7 +299,15 @@ describe("pat-push", () => {
       document.getElementById("conn")?.classList.contains("pat-push-state-open"),
     );
     const beforeWelcome = fixtures.requests.filter((request) => request.startsWith("GET /docs/"));
-    send(socket, { type: "welcome", id: 3, user: "alice", channels: [], conn: "c1" });
+    const welcome = {
+      type: "welcome",
+      id: "3-0",
+      recovery: "none",
+      user: "alice",
+      channels: [],
+      conn: "c1",
+    };
+    send(socket, welcome);
     await page.waitForSelector("#preview-9");
     await page.waitForFunction(
       () => document.getElementById("doc-8")?.textContent === "still rendering",
@@ -295,63 +317,133 @@ describe("pat-push", () => {
     assert.equal(await page.getAttribute("#doc-9", "data-pat-push-pending"), null);
     assert.equal(await page.getAttribute("#doc-8", "data-pat-push-pending"), "/docs/8#doc-8");
     assert.deepEqual(await recorded("patpush:welcome"), [
+      { type: "patpush:welcome", target: "document", detail: welcome },
+    ]);
+    assert.deepEqual(await recorded("patpush:gap"), []);
+  });
+
+  /**
+   * Opens a page with the pending placeholder #doc-10, waits until the first
+   * welcome's refresh left it pending, and makes its URL return the ready
+   * fragment from then on.
+   */
+  async function openPendingPage(): Promise<WebSocket> {
+    fixtures.routes.set("/docs/10", { body: PENDING_10 });
+    const placeholder = `<div id="doc-10" data-pat-push-pending="/docs/10#doc-10">rendering</div>`;
+    await openPage(connectionMarkup() + placeholder);
+    const socket = await standIn.waitForSockets(1);
+    await waitForEvents("patpush:welcome", 1);
+    await page.waitForFunction(
+      () => document.getElementById("doc-10")?.textContent === "still rendering",
+    );
+    fixtures.routes.set("/docs/10", { body: READY_10 });
+    return socket;
+  }
+
+  function placeholderRequests(): string[] {
+    return fixtures.requests.filter((request) => request === "GET /docs/10");
+  }
+
+  it("reloads placeholders on gap", async () => {
+    standIn.welcomeId = "3-0";
+    const first = await openPendingPage();
+    send(first, { type: "message", id: "3-1", event: "doc-ready" });
+    await waitForEvents("doc-ready", 1);
+    standIn.recovery = "gap";
+    standIn.welcomeId = "3-7";
+    first.close(4000, "restart");
+    await standIn.waitForSockets(2);
+    await page.waitForSelector("#preview-10");
+
+    assert.deepEqual(standIn.upgradeUrls, ["/push", "/push?last=3-1"]);
+    assert.equal(placeholderRequests().length, 2);
+    assert.equal(await page.getAttribute("#doc-10", "data-pat-push-pending"), null);
+    assert.deepEqual(await recorded("patpush:gap"), [
       {
-        type: "patpush:welcome",
+        type: "patpush:gap",
         target: "document",
-        detail: { type: "welcome", id: 3, user: "alice", channels: [], conn: "c1" },
+        detail: {
+          type: "welcome",
+          id: "3-7",
+          recovery: "gap",
+          user: "alice",
+          channels: [],
+          conn: "c2",
+        },
       },
     ]);
   });
 
-  it("refreshes placeholders after missed ids", async () => {
-    standIn.welcomeId = 3;
-    await openPage(
-      connectionMarkup() + `<div id="doc-8" data-pat-push-pending="/docs/8#doc-8">rendering</div>`,
-    );
-    const first = await standIn.waitForSockets(1);
-    await waitForEvents("patpush:welcome", 1);
-    await page.waitForFunction(
-      () => document.getElementById("doc-8")?.textContent === "still rendering",
-    );
-    standIn.welcomeId = 5;
+  it("keeps placeholders on complete", async () => {
+    standIn.welcomeId = "3-0";
+    const first = await openPendingPage();
+    send(first, { type: "message", id: "3-1", event: "doc-ready" });
+    await waitForEvents("doc-ready", 1);
     first.close(4000, "restart");
     const second = await standIn.waitForSockets(2);
     await waitForEvents("patpush:welcome", 2);
-    second.close(4000, "restart");
-    await standIn.waitForSockets(3);
-    await waitForEvents("patpush:welcome", 3);
-    // Queued frames run in order, so this event arrives after any refresh the welcomes started.
-    send(standIn.sockets[2]!, { type: "message", id: 6, event: "doc-ready" });
-    await waitForEvents("doc-ready", 1);
+    // Queued frames run in order, so this event arrives after any refresh the welcome started.
+    send(second, { type: "message", id: "3-2", event: "doc-ready" });
+    await waitForEvents("doc-ready", 2);
 
-    const refreshes = fixtures.requests.filter((request) => request === "GET /docs/8");
-    assert.equal(refreshes.length, 2);
+    const welcomes = await recorded("patpush:welcome");
+    assert.equal((welcomes[1]?.detail as { recovery: string }).recovery, "complete");
+    assert.equal(placeholderRequests().length, 1);
+    assert.equal(await page.textContent("#doc-10"), "still rendering");
+    assert.deepEqual(await recorded("patpush:gap"), []);
+  });
+
+  it("applies replayed message once", async () => {
+    await openPage(connectionMarkup() + `<ul id="list"></ul>`);
+    await page.evaluate(() => {
+      document.body.addEventListener("item-added", () => {
+        document.getElementById("list")?.insertAdjacentHTML("beforeend", "<li>item</li>");
+      });
+    });
+    const first = await standIn.waitForSockets(1);
+    await waitForEvents("patpush:welcome", 1);
+    send(first, { type: "message", id: "1-1", event: "item-added" });
+    await waitForEvents("patpush:message", 1);
+    first.close(4000, "restart");
+    const second = await standIn.waitForSockets(2);
+    await waitForEvents("patpush:welcome", 2);
+    // The server replays from the page's last id; the overlap must not apply again.
+    send(second, { type: "message", id: "1-1", event: "item-added" });
+    send(second, { type: "message", id: "1-2", event: "item-added" });
+    await waitForEvents("patpush:message", 2);
+    await pause(200);
+
+    const ids = (await recorded("patpush:message")).map(
+      (event) => (event.detail as { id: string }).id,
+    );
+    assert.deepEqual(ids, ["1-1", "1-2"]);
+    assert.equal(await page.locator("#list li").count(), 2);
   });
 
   it("skips frames whose message event is cancelled", async () => {
     await openPage(connectionMarkup());
     await page.evaluate(() => {
       document.addEventListener("patpush:message", (event) => {
-        if ((event as CustomEvent<{ id: number }>).detail.id === 5) event.preventDefault();
+        if ((event as CustomEvent<{ id: string }>).detail.id === "5-0") event.preventDefault();
       });
     });
     const socket = await standIn.waitForSockets(1);
-    send(socket, { type: "message", id: 5, event: "doc-ready" });
-    send(socket, { type: "message", id: 6, event: "doc-ready" });
+    send(socket, { type: "message", id: "5-0", event: "doc-ready" });
+    send(socket, { type: "message", id: "6-0", event: "doc-ready" });
     await waitForEvents("patpush:message", 2);
     await waitForEvents("doc-ready", 1);
 
     const ready = await recorded("doc-ready");
     assert.deepEqual(
-      ready.map((event) => (event.detail as { id: number }).id),
-      [6],
+      ready.map((event) => (event.detail as { id: string }).id),
+      ["6-0"],
     );
   });
 
   it("logs debug output when asked", async () => {
     await openPage(connectionMarkup("; debug: true"));
     const socket = await standIn.waitForSockets(1);
-    send(socket, { type: "message", id: 1 });
+    send(socket, { type: "message", id: "1-0" });
     await waitForEvents("patpush:message", 1);
 
     const debug = consoleEntries

@@ -161,8 +161,13 @@ function openConnection(url: string, debug: boolean): ConnectionEntry {
     for (const element of entry.elements) showState(element, event.detail.state);
   });
   connection.addEventListener("welcome", (event) => {
-    emit(document, PushEvent.WELCOME, event.detail.frame);
-    enqueue(entry, () => handleWelcome(event.detail));
+    const detail = event.detail;
+    emit(document, PushEvent.WELCOME, detail.frame);
+    if (detail.gap) {
+      logger.info("recovery gap: messages may be lost, so placeholders are reloaded", detail.frame);
+      emit(document, PushEvent.GAP, detail.frame);
+    }
+    enqueue(entry, () => handleWelcome(detail));
   });
   connection.addEventListener("message", (event) => {
     const frame = event.detail;
@@ -188,8 +193,13 @@ function injectOptions(): InjectOptions {
   return { allowedOrigins: Array.from(allowedOrigins) };
 }
 
+/**
+ * Reloads the pending placeholders when the page may lack a message that no
+ * frame will bring: on the first welcome and after a gap. A "complete"
+ * recovery replays what was missed, so the placeholders wait for those frames.
+ */
 async function handleWelcome(detail: WelcomeDetail): Promise<void> {
-  if (detail.first || detail.mayHaveMissed) await refreshPlaceholders(document, injectOptions());
+  if (detail.mayHaveMissed) await refreshPlaceholders(document, injectOptions());
 }
 
 async function handleMessage(frame: MessageFrame): Promise<void> {
