@@ -33,7 +33,10 @@ export interface BusCoverage {
   from: MessageId;
   /**
    * True when the stored messages handed over before this event belong to
-   * a stream that no longer exists, so a recovery history must drop them.
+   * a stream that no longer exists, or when stored messages were lost before
+   * the bus read them (trimmed during an outage). A recovery history then
+   * drops what it holds, and open sockets must resume, because they may
+   * have missed messages.
    */
   reset: boolean;
 }

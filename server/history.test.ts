@@ -162,9 +162,27 @@ describe("recovery history", () => {
     assert.equal(history.coverage, from);
     assert.equal(history.size, 0);
     store(history, "user:alice", `${T - 10_000}-1`);
-    const replay = history.replay(["user:alice"], from);
-    assert.equal(replay.recovery, "complete");
-    assert.deepEqual(idsOf(replay.frames), [`${T - 10_000}-1`]);
+    store(history, "user:alice", `${T}-3`);
+    assert.equal(history.size, 1, "the count limit applies to the new stream");
+    const replay = history.replay(["user:alice"], `${T}-2`);
+    assert.equal(replay.recovery, "gap", "the last id may belong to the old stream");
+  });
+
+  it("reports a gap for old-range ids after reset", () => {
+    const { history } = historyAt();
+    history.setCoverage(`${T}-0`, false);
+    store(history, "user:alice", `${T}-5`);
+
+    // The replacing stream's ids pass the old newest id: an id up to it may come from either stream.
+    history.setCoverage(`${T - 1000}-0`, true);
+    store(history, "user:alice", `${T - 1000}-1`);
+    store(history, "user:alice", `${T}-9`);
+
+    assert.equal(history.replay(["user:alice"], `${T}-5`).recovery, "gap");
+    assert.equal(history.replay(["user:alice"], `${T - 1000}-1`).recovery, "gap");
+    const after = history.replay(["user:alice"], `${T}-6`);
+    assert.equal(after.recovery, "complete");
+    assert.deepEqual(idsOf(after.frames), [`${T}-9`]);
   });
 
   it("ignores ids not above the newest", () => {

@@ -10,7 +10,12 @@
  * or before that id, and no later frame may have left the history, neither
  * for age nor because one of the socket's topics was full.
  */
-import { compareMessageIds, ZERO_MESSAGE_ID, type MessageId } from "../protocol/message-id.ts";
+import {
+  compareMessageIds,
+  maxMessageId,
+  ZERO_MESSAGE_ID,
+  type MessageId,
+} from "../protocol/message-id.ts";
 
 /** Options of {@link RecoveryHistory}. */
 export interface RecoveryHistoryOptions {
@@ -125,6 +130,8 @@ export class RecoveryHistory {
   #newestId: MessageId | undefined;
   /** Highest id dropped because it was older than the window, from any topic. */
   #agePrunedId: MessageId = ZERO_MESSAGE_ID;
+  /** Highest id held or covered before the latest reset, ZERO_MESSAGE_ID before any reset. */
+  #resetCeiling: MessageId = ZERO_MESSAGE_ID;
 
   constructor(options: RecoveryHistoryOptions) {
     this.#windowMs = options.windowMs;
@@ -152,6 +159,11 @@ export class RecoveryHistory {
    */
   setCoverage(from: MessageId, reset: boolean): void {
     if (reset) {
+      // A client's last id at or below the newest id of the old range may belong to either
+      // stream, so the messages after it cannot be proven complete.
+      for (const id of [this.#newestId, this.#coverage]) {
+        if (id !== undefined) this.#resetCeiling = maxMessageId(this.#resetCeiling, id);
+      }
       this.#topics.clear();
       this.#queueIds = [];
       this.#queueTimes = [];
@@ -215,6 +227,8 @@ export class RecoveryHistory {
     const coverage = this.#coverage;
     if (coverage === undefined || compareMessageIds(last, coverage) < 0) return gap();
     if (compareMessageIds(last, this.#agePrunedId) < 0) return gap();
+    const ceiling = this.#resetCeiling;
+    if (ceiling !== ZERO_MESSAGE_ID && compareMessageIds(last, ceiling) <= 0) return gap();
 
     const logs: TopicLog[] = [];
     const cursors: number[] = [];

@@ -617,6 +617,38 @@ describe("redis bus reader reconnect", { timeout: 30_000 }, () => {
   });
 });
 
+describe("redis bus trimmed during an outage", { timeout: 30_000 }, () => {
+  it("resets when unread entries were trimmed", async () => {
+    const { events, received, logs, prefix } = await startBus({ connectionName: "trim-test" });
+    const key = `${prefix}done`;
+    await admin.xadd(key, "*", "message", '{"user":"alice","pushId":"before"}');
+    await waitUntil(() => received.length === 1, "the first entry arrives");
+
+    const [readerId] = await clientIds("trim-test-reader");
+    assert.ok(readerId, "the reader connection is listed");
+    // The entries follow the kill in one pipeline, so Redis trims them before the reader is back.
+    const pipeline = admin.pipeline().client("KILL", "ID", readerId);
+    for (let i = 0; i < 20; i++) {
+      const message = JSON.stringify({ user: "alice", pushId: `during-${i}` });
+      pipeline.xadd(key, "MAXLEN", 5, "*", "message", message);
+    }
+    const results = await pipeline.exec();
+    assert.deepEqual(results?.[0], [null, 1], "CLIENT KILL closed one connection");
+
+    await waitUntil(() => received.at(-1)?.pushId === "during-19", "the kept entries arrive");
+    const resets = coverages(events).filter((coverage) => coverage.reset);
+    assert.equal(resets.length, 1, "one reset coverage");
+    const firstKept = (await admin.xrange(key, "-", "+", "COUNT", 1))[0]?.[0];
+    assert.ok(firstKept, "the stream keeps entries");
+    assert.equal(compareMessageIds(resets[0]!.from, firstKept), -1, "coverage starts below them");
+    const resetIndex = events.indexOf(resets[0]!);
+    const kept = events.slice(resetIndex).filter((event) => event.type === "message");
+    assert.equal(kept.length, 5, "the five kept entries follow the reset");
+    const warned = logs.records().find((r) => r.msg === "done stream trimmed past unread entries");
+    assert.ok(warned, "the loss is logged");
+  });
+});
+
 describe("redis bus stalled path", { timeout: 30_000 }, () => {
   it("reconnects a silent reader", async (t) => {
     const proxy = await startStallingProxy(redis.port);
@@ -777,8 +809,12 @@ describe("redis bus stream reset", { timeout: 30_000 }, () => {
 
     await waitUntil(() => received.length === 3, "the new entries arrive");
     assert.deepEqual(pushIds(received), ["future-id", "first", "second"]);
-    // The ids went back, which only the entries show: the missing key was no reset yet.
-    assertResetBetween(events, ["future-id"], previousMessageId(first), ["first", "second"]);
+    // The key went away with whatever was not read yet, so the missing key is the reset.
+    assert.ok(first, "the first entry has an id");
+    assertResetBetween(events, ["future-id"], ZERO_MESSAGE_ID, ["first", "second"]);
+    const deleted = logs.records().filter((r) => r.msg === "done stream deleted");
+    assert.equal(deleted.length, 1, "the deleted stream is logged once");
+    assert.equal(deleted[0]?.level, 40);
   });
 
   it("reads a replaced stream with lower ids", async () => {

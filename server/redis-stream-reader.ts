@@ -5,10 +5,21 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../common/logger.ts";
-import { compareMessageIds, ZERO_MESSAGE_ID, type MessageId } from "../protocol/message-id.ts";
+import {
+  compareMessageIds,
+  maxMessageId,
+  ZERO_MESSAGE_ID,
+  type MessageId,
+} from "../protocol/message-id.ts";
 import { StreamBackfill, type StreamEntry } from "./redis-backfill.ts";
 import type { RedisHandOver } from "./redis-hand-over.ts";
-import { readStreamState, retainedAfter } from "./stream-position.ts";
+import {
+  lostAfter,
+  previousMessageId,
+  readStreamState,
+  retainedAfter,
+  type StreamState,
+} from "./stream-position.ts";
 
 /** Maximum number of stream entries one XREAD returns. */
 const READ_COUNT = 100;
@@ -58,6 +69,15 @@ export class StreamReader {
    * again, so each absence is logged once.
    */
   #streamMissing = false;
+  /**
+   * True while the reader reads a missing or replaced stream from its first
+   * entry, so entries trimmed before it got there are not counted as missed.
+   */
+  #readingFromStart = false;
+  /** Number of times the reader connection became ready. */
+  #connects = 0;
+  /** `from` of the latest coverage event that this reader sent. */
+  #coverageFrom: MessageId = ZERO_MESSAGE_ID;
   /** True from a failed stream read until the next successful one. */
   #readFailing = false;
   #closed = false;
@@ -73,6 +93,7 @@ export class StreamReader {
     // hold a new stream with lower ids.
     this.#reader.on("ready", () => {
       this.#streamCheckDue = true;
+      this.#connects += 1;
     });
     this.#readLoop = this.#readStream();
   }
@@ -105,6 +126,8 @@ export class StreamReader {
         if (this.#streamCheckDue) await this.#checkStream();
         if (this.#closed) return;
 
+        const readFrom = this.#lastId as MessageId;
+        const connects = this.#connects;
         const reply = await this.#untilClosed(
           this.#watchRead(
             this.#reader.xread(
@@ -120,6 +143,10 @@ export class StreamReader {
         );
         if (this.#closed) return;
         this.#onReadSucceeded();
+        // ioredis sends an XREAD cut off by a reconnect again by itself, so its reply
+        // skipped the check before the read.
+        if (connects !== this.#connects) await this.#checkLoss(readFrom, reply?.[0]?.[1][0]?.[0]);
+        if (this.#closed) return;
         if (!reply?.length) this.#streamCheckDue = true;
         for (const [, entries] of reply ?? []) this.#onStreamEntries(entries, false);
       } catch (error) {
@@ -148,6 +175,7 @@ export class StreamReader {
 
     this.#onReadSucceeded();
     this.#lastId = result.position;
+    this.#coverageFrom = result.from;
     this.#handOver.cover(result.from, false);
     return true;
   }
@@ -171,8 +199,14 @@ export class StreamReader {
         this.#logger?.info({ stream: this.#key }, "done stream missing");
       }
       this.#streamMissing = true;
-      // A stream created later with lower ids triggers the reset in RedisHandOver.
+      // Entries not read yet went with the key, so open sockets may have missed some.
+      if (!this.#readingFromStart && this.#lastId !== ZERO_MESSAGE_ID) {
+        this.#logger?.warn({ stream: this.#key, lastId: this.#lastId }, "done stream deleted");
+        this.#coverageFrom = ZERO_MESSAGE_ID;
+        this.#handOver.cover(ZERO_MESSAGE_ID, true);
+      }
       this.#lastId = ZERO_MESSAGE_ID;
+      this.#readingFromStart = true;
       return;
     }
     this.#streamMissing = false;
@@ -185,8 +219,45 @@ export class StreamReader {
         "done stream reset",
       );
       this.#lastId = ZERO_MESSAGE_ID;
-      this.#handOver.cover(retainedAfter(state), true);
+      this.#readingFromStart = true;
+      this.#coverageFrom = retainedAfter(state);
+      this.#handOver.cover(this.#coverageFrom, true);
+      return;
     }
+
+    this.#coverLoss(state, lastId, undefined);
+  }
+
+  /**
+   * Checks, after an XREAD that ioredis sent again on a new connection,
+   * whether entries after `readFrom` were lost before the read. Throws what
+   * the check's commands throw.
+   */
+  async #checkLoss(readFrom: MessageId, firstReadId: MessageId | undefined): Promise<void> {
+    const state = await this.#untilClosed(readStreamState(this.#reader, this.#key));
+    if (this.#closed || state === undefined) return;
+    this.#coverLoss(state, readFrom, firstReadId);
+  }
+
+  /**
+   * Sends a reset coverage when entries after `lastId` were trimmed before
+   * this reader saw them, for example when more than streamMaxLen entries
+   * arrived during an outage. Open sockets missed them, so the push server
+   * closes them and answers their resumes with a gap. `firstReadId` is the
+   * first entry of a read that is about to be handed over.
+   */
+  #coverLoss(state: StreamState, lastId: MessageId, firstReadId: MessageId | undefined): void {
+    // The coverage start counts as read: the stream held no entry between the two.
+    const readFrom = maxMessageId(lastId, this.#coverageFrom);
+    if (this.#readingFromStart || !lostAfter(state, readFrom)) return;
+
+    const from = firstReadId === undefined ? retainedAfter(state) : previousMessageId(firstReadId);
+    this.#logger?.warn(
+      { stream: this.#key, lastId: readFrom, coverageFrom: from },
+      "done stream trimmed past unread entries",
+    );
+    this.#coverageFrom = from;
+    this.#handOver.cover(from, true);
   }
 
   #onReadSucceeded(): void {
@@ -200,7 +271,8 @@ export class StreamReader {
    * Drops the reader's socket when an XREAD outlives its BLOCK time by far on
    * a connection that ioredis still considers ready. A network path that
    * fails silently returns no error until TCP gives up, which takes minutes.
-   * ioredis then reconnects and sends the pending XREAD again, with the same id.
+   * ioredis then reconnects, the XREAD fails, and the read loop checks the
+   * stream and reads again from the same id.
    */
   async #watchRead<T>(pending: Promise<T>): Promise<T> {
     const stallMs = this.#blockMs * 2 + 1000;
@@ -239,6 +311,8 @@ export class StreamReader {
     if (lastEntry === undefined) return;
     this.#streamMissing = false;
     this.#handOver.handOverEntries(entries, backfill);
-    if (!backfill) this.#lastId = lastEntry[0];
+    if (backfill) return;
+    this.#lastId = lastEntry[0];
+    this.#readingFromStart = false;
   }
 }

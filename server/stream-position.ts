@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { ZERO_MESSAGE_ID, type MessageId } from "../protocol/message-id.ts";
+import { compareMessageIds, ZERO_MESSAGE_ID, type MessageId } from "../protocol/message-id.ts";
 
 /** State of the done stream key at one check. */
 export type StreamState =
@@ -9,6 +9,11 @@ export type StreamState =
       lastGeneratedId: MessageId;
       /** Id of the oldest entry, or undefined for an empty stream. */
       firstEntryId: MessageId | undefined;
+      /**
+       * Highest id removed by XDEL (`max-deleted-entry-id`), or undefined before
+       * Redis 7.0, which does not report it.
+       */
+      maxDeletedEntryId: MessageId | undefined;
     };
 
 /** Highest sequence part of a stream entry id: Redis stores it as an unsigned 64-bit integer. */
@@ -71,11 +76,27 @@ export async function readStreamState(redis: Redis, key: string): Promise<Stream
   // "first-entry" is [id, fields], or nil for an empty stream.
   const firstEntry = infoField(info, "first-entry");
   const firstEntryId = Array.isArray(firstEntry) ? firstEntry[0] : undefined;
+  const maxDeletedEntryId = infoField(info, "max-deleted-entry-id");
   return {
     exists: true,
     lastGeneratedId,
     firstEntryId: typeof firstEntryId === "string" ? firstEntryId : undefined,
+    maxDeletedEntryId: typeof maxDeletedEntryId === "string" ? maxDeletedEntryId : undefined,
   };
+}
+
+/**
+ * Returns true when the stream in `state` may have lost an entry above
+ * `lastId` that a reader positioned at `lastId` has not read. XDEL raises
+ * `max-deleted-entry-id` (Redis 7.0 does not raise it on trimming), and a
+ * trim past `lastId` raises the first entry. The trim test also fires when
+ * the trim past `lastId` removed nothing unread, so a caller errs towards a loss.
+ */
+export function lostAfter(state: StreamState, lastId: MessageId): boolean {
+  if (!state.exists) return false;
+  const deleted = state.maxDeletedEntryId;
+  if (deleted !== undefined && compareMessageIds(deleted, lastId) > 0) return true;
+  return compareMessageIds(retainedAfter(state), lastId) > 0;
 }
 
 /** Returns the value after `name` in a flat XINFO reply. */
