@@ -83,6 +83,36 @@ describe("push-server environment", () => {
     assert.equal(logLevel, "info");
   });
 
+  it("maps the socket limits", () => {
+    const { config } = parsePushServerEnv({
+      PATPUSH_AUTH_URL: "https://portal.example/@@auth",
+      PATPUSH_ALLOW_MISSING_ORIGIN: "true",
+      PATPUSH_REVALIDATE_INTERVAL_MS: "0",
+      PATPUSH_MAX_SOCKETS_PER_USER: "4",
+      PATPUSH_MAX_SOCKETS_PER_IP: "0",
+      PATPUSH_UPGRADES_PER_IP_PER_SECOND: "50",
+      PATPUSH_TRUSTED_PROXIES: "10.0.0.1, ::1",
+    });
+
+    assert.equal(config.allowMissingOrigin, true);
+    assert.equal(config.revalidateIntervalMs, 0);
+    assert.equal(config.maxSocketsPerUser, 4);
+    assert.equal(config.maxSocketsPerIp, 0);
+    assert.equal(config.upgradesPerIpPerSecond, 50);
+    assert.deepEqual(config.trustedProxies, ["10.0.0.1", "::1"]);
+  });
+
+  it("rejects a bad boolean", () => {
+    assert.throws(
+      () =>
+        parsePushServerEnv({
+          PATPUSH_AUTH_URL: "https://portal.example/@@auth",
+          PATPUSH_ALLOW_MISSING_ORIGIN: "yes",
+        }),
+      /PATPUSH_ALLOW_MISSING_ORIGIN: must be "true" or "false" \(got "yes"\)/,
+    );
+  });
+
   it("lists each problem once", () => {
     assert.throws(
       () =>

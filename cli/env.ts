@@ -118,6 +118,10 @@ const integerSchema = z
   .regex(/^[0-9]{1,15}$/, "must be a whole number of at most 15 digits")
   .transform(Number);
 
+const booleanSchema = z
+  .enum(["true", "false"], { error: 'must be "true" or "false"' })
+  .transform((value) => value === "true");
+
 const listSchema = z.string().transform((value) =>
   value
     .split(",")
@@ -143,6 +147,12 @@ const pushServerVariables = {
   PATPUSH_RECOVERY_WINDOW_MS: { field: "recoveryWindowMs", schema: integerSchema },
   PATPUSH_RECOVERY_MAX_MESSAGES: { field: "recoveryMaxMessages", schema: integerSchema },
   PATPUSH_SHUTDOWN_DRAIN_MS: { field: "shutdownDrainMs", schema: integerSchema },
+  PATPUSH_ALLOW_MISSING_ORIGIN: { field: "allowMissingOrigin", schema: booleanSchema },
+  PATPUSH_REVALIDATE_INTERVAL_MS: { field: "revalidateIntervalMs", schema: integerSchema },
+  PATPUSH_MAX_SOCKETS_PER_USER: { field: "maxSocketsPerUser", schema: integerSchema },
+  PATPUSH_MAX_SOCKETS_PER_IP: { field: "maxSocketsPerIp", schema: integerSchema },
+  PATPUSH_UPGRADES_PER_IP_PER_SECOND: { field: "upgradesPerIpPerSecond", schema: integerSchema },
+  PATPUSH_TRUSTED_PROXIES: { field: "trustedProxies", schema: listSchema },
 } as const satisfies Record<string, { field: keyof ServerConfigInput; schema: z.ZodType }>;
 
 type PushServerVariable = keyof typeof pushServerVariables;

@@ -38,6 +38,8 @@ function describeValue(path: readonly PropertyKey[], value: unknown): string {
   if (path.some((step) => typeof step === "string" && SECRET_KEYS.has(step))) return "[redacted]";
   if (value === undefined) return "missing";
   const text = JSON.stringify(value) ?? String(value);
+  // A URL with a user name or password carries a credential wherever it appears.
+  if (/[a-z][a-z0-9+.-]*:\/\/[^/?#"\s]*@/i.test(text)) return "[redacted: contains a URL with credentials]";
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

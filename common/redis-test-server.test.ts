@@ -53,6 +53,23 @@ describe("redis test server", () => {
     again.disconnect();
   });
 
+  it("requires a set password", async () => {
+    const server = await startRedisServer({ password: "test password/1" });
+    servers.push(server);
+    assert.equal(new URL(server.url).password, "test%20password%2F1");
+
+    const client = new Redis(server.url);
+    assert.equal(await client.ping(), "PONG");
+    client.disconnect();
+
+    const url = new URL(server.url);
+    url.password = "";
+    const anonymous = new Redis(url.href, { maxRetriesPerRequest: 0, retryStrategy: () => null });
+    anonymous.on("error", () => {});
+    await assert.rejects(anonymous.ping(), /NOAUTH/);
+    anonymous.disconnect();
+  });
+
   it("removes the data dir on exit", async () => {
     const moduleUrl = new URL("./redis-test-server.ts", import.meta.url).href;
     const script =

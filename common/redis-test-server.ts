@@ -17,7 +17,7 @@ export const REDIS_SERVER_PATH = process.env.PATPUSH_REDIS_SERVER ?? "redis-serv
  */
 export interface RedisTestServer {
   readonly port: number;
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>`, with `:<password>@` before the host when a password is set. */
   readonly url: string;
   /** Directory of the append-only file of a persistent server, undefined otherwise. */
   readonly dataDir: string | undefined;
@@ -60,6 +60,8 @@ export interface RedisTestServerOptions {
    * removed when the process exits. @defaultValue false
    */
   persistent?: boolean;
+  /** Password that clients must send with AUTH (`--requirepass`). @defaultValue none */
+  password?: string;
 }
 
 /** Creates a temporary directory that is removed when the process exits. */
@@ -74,13 +76,15 @@ export async function startRedisServer(
   options: RedisTestServerOptions = {},
 ): Promise<RedisTestServer> {
   const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
+  const auth = options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`;
+  const url = `redis://${auth}127.0.0.1:${port}`;
   const dataDir = options.persistent ? temporaryDataDir() : undefined;
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
     if (child) return;
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", ""];
+    if (options.password !== undefined) args.push("--requirepass", options.password);
     if (dataDir === undefined) {
       args.push("--appendonly", "no");
     } else {

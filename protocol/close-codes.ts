@@ -5,7 +5,10 @@
 export const CloseCode = {
   /** The server is shutting down or restarting: reconnect, to any server. */
   RESTART: 4000,
-  /** The session is no longer valid (logout, revalidation failed): do not reconnect. */
+  /**
+   * The session is no longer valid (a logout message, or the portal rejected
+   * it at revalidation): do not reconnect.
+   */
   AUTH_REVOKED: 4001,
   /** The client sent a frame the server does not accept: do not reconnect. */
   PROTOCOL_ERROR: 4002,

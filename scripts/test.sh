@@ -88,7 +88,7 @@ echo "test: browser bundle"
 node scripts/build-browser.mjs
 
 mapfile -t test_files < <(
-  find protocol common server tasks client patterns examples cli -name '*.test.ts' 2>/dev/null | sort
+  find protocol common server tasks client patterns examples cli security -name '*.test.ts' 2>/dev/null | sort
   find e2e -name '*.spec.ts' | sort
 )
 

@@ -1,6 +1,46 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { HttpRequest, HttpResponse } from "@trufflesuite/uws-js-unofficial";
+import { Counter, type Registry } from "prom-client";
+import type { Logger } from "../common/logger.ts";
 import { writeJson, type Header } from "./http.ts";
+import { LogThrottle } from "./log-throttle.ts";
+
+/** Interval of the rejection log throttle, in milliseconds. */
+const REJECTION_LOG_INTERVAL_MS = 10_000;
+
+/** Codes in the `code` field of every producer API error body. */
+export const ApiErrorCode = {
+  /** 401: the Authorization header is missing or does not carry the API key as a Bearer token. */
+  UNAUTHORIZED: "PATPUSH_API_UNAUTHORIZED",
+  /** 405: a method other than POST. */
+  METHOD_NOT_ALLOWED: "PATPUSH_API_METHOD_NOT_ALLOWED",
+  /** 413: the body is larger than maxApiBodyBytes. */
+  BODY_TOO_LARGE: "PATPUSH_API_BODY_TOO_LARGE",
+  /** 415: the Content-Type is not application/json. */
+  UNSUPPORTED_MEDIA_TYPE: "PATPUSH_API_UNSUPPORTED_MEDIA_TYPE",
+  /** 400: the body is not UTF-8 JSON or fails the route's schema; `problems` lists why. */
+  INVALID_REQUEST: "PATPUSH_API_INVALID_REQUEST",
+  /** 503: `POST /api/tasks` on a server without a task queue. */
+  NO_QUEUE: "PATPUSH_API_NO_QUEUE",
+  /** 503: the task queue was closed, e.g. during shutdown. */
+  QUEUE_CLOSED: "PATPUSH_API_QUEUE_CLOSED",
+  /** 500: an unexpected failure, such as a Redis error; the body gives no detail. */
+  INTERNAL: "PATPUSH_API_INTERNAL",
+} as const;
+
+export type ApiErrorCode = (typeof ApiErrorCode)[keyof typeof ApiErrorCode];
+
+/** An error body: a sentence for people, a stable code for programs, and problem lines. */
+export interface ApiErrorBody {
+  error: string;
+  code: ApiErrorCode;
+  problems?: string[];
+}
+
+/** Builds an error body. */
+export function apiError(code: ApiErrorCode, error: string): ApiErrorBody {
+  return { error, code };
+}
 
 /** The request headers an API route reads, copied while the uWS HttpRequest is valid. */
 export interface ApiRequestHeaders {
@@ -126,5 +166,57 @@ export function parseJsonBody(body: Buffer): { value: unknown } | { problem: str
     return { value: JSON.parse(text) as unknown };
   } catch {
     return { problem: text.trim() === "" ? "(body): is empty" : "(body): must be valid JSON" };
+  }
+}
+
+/** The route and client of one API request, with a logger that carries both. */
+export interface ApiRequestContext {
+  route: string;
+  remote: string;
+  log: Logger;
+}
+
+/**
+ * Logs and counts rejected API requests. It writes at most one line per
+ * route, reason and client address every 10 seconds, carrying the number of
+ * lines skipped before it, so a client that repeats a bad request cannot
+ * flood the log.
+ */
+export class ApiRejectionLog {
+  readonly #throttle = new LogThrottle(REJECTION_LOG_INTERVAL_MS);
+  #counter: Counter<"route" | "reason"> | undefined;
+
+  /** Counts every later rejection in `registry` as `patpush_api_requests_rejected_total`. */
+  register(registry: Registry): void {
+    this.#counter = new Counter({
+      name: "patpush_api_requests_rejected_total",
+      help: "Producer API requests rejected, by route and reason.",
+      labelNames: ["route", "reason"],
+      registers: [registry],
+    });
+  }
+
+  /** Logs a rejection at warn level and counts it. `reason` is a fixed phrase, never input. */
+  rejected(
+    request: ApiRequestContext,
+    status: number,
+    reason: string,
+    fields: Record<string, unknown> = {},
+  ): void {
+    this.#counter?.inc({ route: request.route, reason });
+    const skipped = this.#throttle.admit(`${request.route}|${reason}|${request.remote}`);
+    if (skipped === undefined) return;
+    request.log.warn({ ...fields, status, reason, skipped }, "api request rejected");
+  }
+
+  /**
+   * Logs an unexpected failure at error level and counts it. The error goes
+   * into the log line for the operator, never into the response body.
+   */
+  failed(request: ApiRequestContext, error: unknown): void {
+    this.#counter?.inc({ route: request.route, reason: "internal error" });
+    const skipped = this.#throttle.admit(`${request.route}|internal error|${request.remote}`);
+    if (skipped === undefined) return;
+    request.log.error({ err: error, skipped }, "api request failed");
   }
 }

@@ -2,12 +2,9 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { TaskConfig } from "../tasks/config.ts";
 import { TaskError, TaskErrorCode } from "../tasks/errors.ts";
-import { validateTaskOptions } from "../tasks/options.ts";
+import { isValidHeaderValue, validateTaskOptions } from "../tasks/options.ts";
 import type { Task } from "../tasks/types.ts";
 import { resolveTaskUrl } from "../tasks/url.ts";
-
-/** Header values may hold tab, visible ASCII and obs-text, but no CR, LF or other controls. */
-const HEADER_VALUE_PATTERN = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 function isAbsoluteHttpUrl(value: string): boolean {
   try {
@@ -34,7 +31,7 @@ const apiTaskSchema = z
       .string()
       .min(1)
       .max(8192)
-      .regex(HEADER_VALUE_PATTERN, "must not contain CR, LF or other control characters")
+      .refine(isValidHeaderValue, "must not contain CR, LF or other control characters")
       .optional(),
     authenticator: z.string().min(1).max(1024).optional(),
     name: z.unknown().optional(),

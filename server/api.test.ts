@@ -11,6 +11,7 @@ import { parseServerConfig } from "./config.ts";
 import { startPushServer, type PushServer } from "./push-server.ts";
 import {
   captureLogs,
+  metricValue,
   openSocket,
   startPortalStub,
   type LogCapture,
@@ -223,7 +224,8 @@ describe("producer api keys", { timeout: 30_000 }, () => {
     for (const [label, headers] of Object.entries(wrongHeaders)) {
       const reply = await post("/api/publish", { user: "alice", html: SNIPPET }, { headers });
       assert.equal(reply.status, 401, label);
-      assert.deepEqual(reply.body, { error: "unauthorized" }, label);
+      const expected = { error: "unauthorized", code: "PATPUSH_API_UNAUTHORIZED" };
+      assert.deepEqual(reply.body, expected, label);
       assert.equal(reply.headers["www-authenticate"], "Bearer", label);
     }
     assert.equal(published.length, count);
@@ -325,6 +327,41 @@ describe("producer api tasks", { timeout: 30_000 }, () => {
   });
 });
 
+describe("producer api rejections", { timeout: 30_000 }, () => {
+  async function methodRejections(): Promise<number> {
+    const response = await request(`${server.httpUrl}/metrics`);
+    const series = 'patpush_api_requests_rejected_total{route="tasks",reason="method not allowed"}';
+    return metricValue(await response.body.text(), series) ?? 0;
+  }
+
+  const methodLines = () =>
+    logs
+      .records()
+      .filter((entry) => entry.msg === "api request rejected" && entry.status === 405);
+
+  it("answers other methods with 405", async () => {
+    const response = await request(`${server.httpUrl}/api/tasks`, { method: "DELETE" });
+    const body = (await response.body.json()) as Record<string, unknown>;
+    assert.equal(response.statusCode, 405);
+    assert.equal(response.headers.allow, "POST");
+    assert.equal(body.code, "PATPUSH_API_METHOD_NOT_ALLOWED");
+  });
+
+  it("logs one line per reason and client", async () => {
+    const countBefore = await methodRejections();
+    const linesBefore = methodLines().length;
+    for (let i = 0; i < 5; i += 1) {
+      const response = await request(`${server.httpUrl}/api/tasks`, { method: "PATCH" });
+      await response.body.dump();
+      assert.equal(response.statusCode, 405);
+    }
+
+    assert.equal(await methodRejections(), countBefore + 5);
+    // The DELETE before these requests was logged, so all five fall in its interval.
+    assert.equal(methodLines().length, linesBefore);
+  });
+});
+
 describe("producer api disabled", { timeout: 30_000 }, () => {
   it("returns 404 without an apiKey", async () => {
     const plainBus = new EmbeddedBus();
@@ -356,7 +393,8 @@ describe("producer api disabled", { timeout: 30_000 }, () => {
     try {
       const reply = await post("/api/tasks", taskBody(), { baseUrl: plain.httpUrl });
       assert.equal(reply.status, 503);
-      assert.deepEqual(reply.body, { error: "no task queue configured" });
+      const expected = { error: "no task queue configured", code: "PATPUSH_API_NO_QUEUE" };
+      assert.deepEqual(reply.body, expected);
     } finally {
       await plain.close();
       await plainBus.close();

@@ -6,6 +6,7 @@
  * added, so the server's catch-all route returns 404.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from "@trufflesuite/uws-js-unofficial";
+import type { Registry } from "prom-client";
 import { ConfigError } from "../common/config.ts";
 import type { Logger } from "../common/logger.ts";
 import { parseTaskConfig, type TaskConfig, type TaskConfigInput } from "../tasks/config.ts";
@@ -13,7 +14,12 @@ import { TaskError, TaskErrorCode } from "../tasks/errors.ts";
 import type { TaskQueue } from "../tasks/types.ts";
 import {
   announcesTooMuch,
+  apiError,
+  ApiErrorCode,
+  ApiRejectionLog,
   ApiResponder,
+  type ApiErrorBody,
+  type ApiRequestContext,
   BearerKeyCheck,
   isJsonContentType,
   parseJsonBody,
@@ -24,7 +30,7 @@ import { buildApiTask } from "./api-task.ts";
 import type { Bus } from "./bus.ts";
 import type { ServerConfig } from "./config.ts";
 import { MessageError } from "./errors.ts";
-import { clipForLog } from "./http.ts";
+import { clipForLog, writeJson } from "./http.ts";
 
 /** Options of {@link ProducerApi}. */
 export interface ProducerApiOptions {
@@ -58,13 +64,15 @@ interface Rejection {
   headers?: [string, string][];
 }
 
-const INTERNAL_ERROR = { error: "internal error" };
+const INTERNAL_ERROR = apiError(ApiErrorCode.INTERNAL, "internal error");
+const NO_QUEUE_ERROR = apiError(ApiErrorCode.NO_QUEUE, "no task queue configured");
 
 /** Routes of the producer HTTP API. */
 export class ProducerApi {
   readonly #options: ProducerApiOptions;
   readonly #keyCheck: BearerKeyCheck;
   readonly #logger: Logger;
+  readonly #rejections = new ApiRejectionLog();
 
   constructor(options: ProducerApiOptions) {
     this.#options = options;
@@ -72,10 +80,27 @@ export class ProducerApi {
     this.#logger = options.logger.child({ component: "api" });
   }
 
-  /** Adds `POST /api/publish` and `POST /api/tasks` to `app`. */
-  addRoutes(app: TemplatedApp): void {
+  /**
+   * Adds `POST /api/publish` and `POST /api/tasks` to `app`; other methods get
+   * 405. With a `registry`, it counts every rejected request there as
+   * `patpush_api_requests_rejected_total{route,reason}`.
+   */
+  addRoutes(app: TemplatedApp, registry?: Registry): void {
+    if (registry !== undefined) this.#rejections.register(registry);
     app.post("/api/publish", (res, req) => this.#handle(res, req, "publish", this.#publish));
     app.post("/api/tasks", (res, req) => this.#handle(res, req, "tasks", this.#enqueue));
+    // uWS prefers a route for the request's own method over an `any` route on the same path.
+    app.any("/api/publish", (res, req) => this.#rejectMethod(res, req, "publish"));
+    app.any("/api/tasks", (res, req) => this.#rejectMethod(res, req, "tasks"));
+  }
+
+  #rejectMethod(res: HttpResponse, req: HttpRequest, route: string): void {
+    const method = req.getCaseSensitiveMethod().slice(0, 16);
+    const remote = Buffer.from(res.getRemoteAddressAsText()).toString("utf8");
+    const request = this.#requestContext(route, remote);
+    this.#rejections.rejected(request, 405, "method not allowed", { method });
+    const body = apiError(ApiErrorCode.METHOD_NOT_ALLOWED, "method not allowed; use POST");
+    writeJson(res, 405, body, [["Allow", "POST"]]);
   }
 
   #publish: RouteAction = async (body) => {
@@ -92,7 +117,7 @@ export class ProducerApi {
   #enqueue: RouteAction = async (body) => {
     const { queue, taskConfig } = this.#options;
     if (queue === undefined || taskConfig === undefined) {
-      return { status: 503, body: { error: "no task queue configured" } };
+      return { status: 503, body: NO_QUEUE_ERROR, reason: "no task queue" };
     }
 
     const result = buildApiTask(body, taskConfig);
@@ -105,7 +130,8 @@ export class ProducerApi {
       return { status: 202, body: { id } };
     } catch (error) {
       if (error instanceof TaskError && error.code === TaskErrorCode.QUEUE_CLOSED) {
-        return { status: 503, body: { error: "task queue closed" }, reason: "queue closed" };
+        const body = apiError(ApiErrorCode.QUEUE_CLOSED, "task queue closed");
+        return { status: 503, body, reason: "queue closed" };
       }
       if (error instanceof TaskError && error.code === TaskErrorCode.URL_NOT_ALLOWED) {
         const origin = new URL(task.url).origin;
@@ -121,19 +147,24 @@ export class ProducerApi {
   #handle(res: HttpResponse, req: HttpRequest, route: string, action: RouteAction): void {
     const responder = new ApiResponder(res);
     const headers = readApiHeaders(res, req);
-    const log = this.#logger.child({ route, remote: clipForLog(headers.remote, 64) });
+    const request = this.#requestContext(route, headers.remote);
 
     const rejection = this.#checkHeaders(headers, route);
     if (rejection) {
-      log.warn({ status: rejection.status, reason: rejection.reason }, "api request rejected");
+      this.#rejections.rejected(request, rejection.status, rejection.reason);
       responder.send(rejection.status, rejection.body, rejection.headers);
       return;
     }
 
-    this.#readAndRun(responder, action, log).catch((error: unknown) => {
-      log.error({ err: error }, "api request failed");
+    this.#readAndRun(responder, action, request).catch((error: unknown) => {
+      this.#rejections.failed(request, error);
       responder.send(500, INTERNAL_ERROR);
     });
+  }
+
+  #requestContext(route: string, remoteAddress: string): ApiRequestContext {
+    const remote = clipForLog(remoteAddress, 64);
+    return { route, remote, log: this.#logger.child({ route, remote }) };
   }
 
   /** Checks the key, the route's queue, the content type and the announced size, in that order. */
@@ -142,18 +173,21 @@ export class ProducerApi {
       const reason = headers.authorization === "" ? "api key missing" : "api key invalid";
       return {
         status: 401,
-        body: { error: "unauthorized" },
+        body: apiError(ApiErrorCode.UNAUTHORIZED, "unauthorized"),
         reason,
         headers: [["WWW-Authenticate", "Bearer"]],
       };
     }
     if (route === "tasks" && this.#options.queue === undefined) {
-      return { status: 503, body: { error: "no task queue configured" }, reason: "no task queue" };
+      return { status: 503, body: NO_QUEUE_ERROR, reason: "no task queue" };
     }
     if (!isJsonContentType(headers.contentType)) {
       return {
         status: 415,
-        body: { error: "unsupported media type; send Content-Type: application/json" },
+        body: apiError(
+          ApiErrorCode.UNSUPPORTED_MEDIA_TYPE,
+          "unsupported media type; send Content-Type: application/json",
+        ),
         reason: "content type not JSON",
       };
     }
@@ -167,40 +201,46 @@ export class ProducerApi {
     const maxBytes = this.#options.maxBodyBytes;
     return {
       status: 413,
-      body: { error: `request body too large; the limit is ${maxBytes} bytes` },
+      body: apiError(
+        ApiErrorCode.BODY_TOO_LARGE,
+        `request body too large; the limit is ${maxBytes} bytes`,
+      ),
       reason: "body too large",
       // Closing the connection stops the client from sending the rest of the body.
       headers: [["Connection", "close"]],
     };
   }
 
-  async #readAndRun(responder: ApiResponder, action: RouteAction, log: Logger): Promise<void> {
+  async #readAndRun(
+    responder: ApiResponder,
+    action: RouteAction,
+    request: ApiRequestContext,
+  ): Promise<void> {
     const bytes = await responder.readBody(this.#options.maxBodyBytes);
     if (bytes === undefined) {
       const rejection = this.#tooLarge();
-      log.warn({ status: rejection.status, reason: rejection.reason }, "api request rejected");
+      this.#rejections.rejected(request, rejection.status, rejection.reason);
       responder.send(rejection.status, rejection.body, rejection.headers);
       return;
     }
 
     const parsed = parseJsonBody(bytes);
     if ("problem" in parsed) {
-      log.warn({ status: 400, reason: "invalid JSON" }, "api request rejected");
+      this.#rejections.rejected(request, 400, "invalid JSON");
       responder.send(400, invalidRequest([parsed.problem]));
       return;
     }
 
     const result = await action(parsed.value);
     if (result.status >= 400) {
-      const reason = result.reason ?? "invalid request";
-      log.warn({ status: result.status, reason }, "api request rejected");
+      this.#rejections.rejected(request, result.status, result.reason ?? "invalid request");
     }
     responder.send(result.status, result.body);
   }
 }
 
-function invalidRequest(problems: string[]): { error: string; problems: string[] } {
-  return { error: "invalid request", problems };
+function invalidRequest(problems: string[]): ApiErrorBody {
+  return { ...apiError(ApiErrorCode.INVALID_REQUEST, "invalid request"), problems };
 }
 
 /** Sources of the producer API that a push server's options supply. */

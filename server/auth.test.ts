@@ -322,3 +322,88 @@ describe("auth cache", () => {
     assert.equal(portal.requests.length, 4, "alice was evicted");
   });
 });
+
+describe("auth revalidation", () => {
+  it("asks the portal past the cache", async () => {
+    const { portal, auth } = await setup();
+
+    await auth.authenticate("__ac=alice-session");
+    const identity = await auth.revalidate("__ac=alice-session");
+
+    assert.deepEqual(identity, { user: "alice", channels: [] });
+    assert.equal(portal.requests.length, 2);
+  });
+
+  it("replaces the cached answer", async () => {
+    let valid = true;
+    const { portal, auth } = await setup((_req, res) => {
+      if (valid) res.writeHead(200).end('{"user":"alice","channels":[]}');
+      else res.writeHead(401).end();
+    });
+
+    await auth.authenticate("__ac=alice-session");
+    valid = false;
+    await expectAuthError(auth.revalidate("__ac=alice-session"), "PATPUSH_AUTH_REJECTED", 401);
+    await expectAuthError(auth.authenticate("__ac=alice-session"), "PATPUSH_AUTH_REJECTED", 401);
+
+    assert.equal(portal.requests.length, 2, "the cached rejection answered the last call");
+  });
+
+  it("forwards only allowed cookies", async () => {
+    const { portal, auth } = await setup();
+
+    await auth.revalidate("other=secret; __ac=bob-session; __ac=second");
+
+    assert.equal(portal.requests[0]?.cookie, "__ac=bob-session");
+  });
+
+  it("keeps only allowed session cookies", async () => {
+    const { auth } = await setup();
+
+    assert.equal(auth.sessionCookies("a=1; __ac=alice-session; b=2"), "__ac=alice-session");
+    assert.equal(auth.sessionCookies(undefined), "");
+  });
+});
+
+describe("auth logout", () => {
+  it("drops the cached sessions of a user", async () => {
+    const { portal, auth } = await setup();
+    await auth.authenticate("__ac=alice-session");
+    await auth.authenticate("__ac=alice-session-2");
+    await auth.authenticate("__ac=bob-session");
+
+    const dropped = auth.dropUser("alice");
+    await auth.authenticate("__ac=alice-session");
+    await auth.authenticate("__ac=bob-session");
+
+    assert.equal(dropped, 2);
+    assert.equal(portal.requests.length, 4, "alice asked again, bob served from cache");
+  });
+
+  it("rejects a request in flight", async () => {
+    let release: () => void = () => undefined;
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    const { auth } = await setup((_req, res) => {
+      void answered.then(() => res.writeHead(200).end('{"user":"alice","channels":[]}'));
+    });
+
+    const pending = auth.authenticate("__ac=alice-session");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    auth.dropUser("alice");
+    release();
+
+    const error = await expectAuthError(pending, "PATPUSH_AUTH_REJECTED", 401);
+    assert.equal(error.reason, "session logged out");
+    assert.equal(auth.cacheSize, 0);
+  });
+
+  it("keeps a request in flight of others", async () => {
+    const { auth } = await setup();
+
+    const pending = auth.authenticate("__ac=bob-session");
+    auth.dropUser("alice");
+
+    assert.deepEqual(await pending, { user: "bob", channels: [] });
+    assert.equal(auth.cacheSize, 1);
+  });
+});

@@ -1,6 +1,6 @@
 import { Agent, request } from "undici";
 import { z } from "zod";
-import { formatCookieHeader, hashCookies, pickCookies } from "../common/cookies.ts";
+import { formatCookieHeader, hashCookies, pickCookies, type CookieJar } from "../common/cookies.ts";
 import { AuthError, ServerErrorCode } from "./errors.ts";
 
 /** Identity of a valid session, as the portal's auth URL returns it. */
@@ -20,6 +20,8 @@ export interface PortalAuthOptions {
   authRejectCacheTtlMs: number;
   /** Maximum number of cached sessions, past which the oldest goes. @defaultValue 10000 */
   maxCacheEntries?: number;
+  /** Maximum length of the forwarded `Cookie` header, in characters. @defaultValue 4096 */
+  maxCookieBytes?: number;
   /** Clock in milliseconds since the epoch, replaceable in tests. @defaultValue `Date.now` */
   now?: () => number;
 }
@@ -28,6 +30,9 @@ export interface PortalAuthOptions {
  * Body of a 200 from the auth URL. Each channel becomes one topic
  * subscription per socket, so the list is bounded.
  */
+/** Default of {@link PortalAuthOptions.maxCookieBytes}: RFC 6265 requires browsers to support cookies of at least 4096 bytes. */
+const DEFAULT_MAX_COOKIE_BYTES = 4096;
+
 const identitySchema = z.object({
   user: z.string().min(1).max(256),
   channels: z.array(z.string().min(1).max(256)).max(256),
@@ -37,6 +42,13 @@ const identitySchema = z.object({
 const MAX_BODY_BYTES = 64 * 1024;
 
 const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
+
+/** An auth request in flight, shared by every caller with the same cookies. */
+interface InFlight {
+  promise: Promise<AuthIdentity>;
+  /** Users logged out while the request ran, for whom its response is stale. */
+  loggedOut: Set<string>;
+}
 
 type CacheEntry = { expiresAt: number } & (
   | { identity: AuthIdentity; error?: undefined }
@@ -54,13 +66,14 @@ export class PortalAuth {
   readonly #options: Required<PortalAuthOptions>;
   readonly #agent: Agent;
   readonly #cache = new Map<string, CacheEntry>();
-  readonly #inFlight = new Map<string, Promise<AuthIdentity>>();
+  readonly #inFlight = new Map<string, InFlight>();
   readonly #closeController = new AbortController();
 
   constructor(options: PortalAuthOptions) {
     this.#options = {
       ...options,
       maxCacheEntries: options.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES,
+      maxCookieBytes: options.maxCookieBytes ?? DEFAULT_MAX_COOKIE_BYTES,
       now: options.now ?? Date.now,
     };
     this.#agent = new Agent({
@@ -81,32 +94,50 @@ export class PortalAuth {
    */
   authenticate(cookieHeader: string | undefined): Promise<AuthIdentity> {
     const jar = pickCookies(cookieHeader, this.#options.cookieNames);
-    if (jar.size === 0) {
-      const names = this.#options.cookieNames.join(", ");
-      return Promise.reject(
-        new AuthError(
-          ServerErrorCode.AUTH_MISSING,
-          401,
-          "no session cookie",
-          `request carries none of the allowed cookies (${names}); log in to the portal first`,
-        ),
-      );
-    }
+    if (jar.size === 0) return Promise.reject(this.#missingCookies());
+    if (this.#tooLarge(jar)) return Promise.reject(this.#cookiesTooLarge());
 
     const key = hashCookies(jar);
     const cached = this.#lookup(key);
     if (cached?.identity) return Promise.resolve(cached.identity);
     if (cached?.error) return Promise.reject(cached.error);
+    return this.#request(key, jar);
+  }
 
-    let pending = this.#inFlight.get(key);
-    if (!pending) {
-      pending = this.#fetchIdentity(formatCookieHeader(jar)).then(
-        (identity) => this.#settle(key, { identity }),
-        (error: unknown) => this.#settle(key, { error: error as AuthError }),
-      );
-      this.#inFlight.set(key, pending);
+  /**
+   * Like {@link authenticate}, but skips the cache and requests the auth URL,
+   * so a session that ended at the portal is seen. The response replaces the
+   * cached one. A call for a session whose request is already in flight shares it.
+   */
+  revalidate(cookieHeader: string): Promise<AuthIdentity> {
+    const jar = pickCookies(cookieHeader, this.#options.cookieNames);
+    if (jar.size === 0) return Promise.reject(this.#missingCookies());
+    if (this.#tooLarge(jar)) return Promise.reject(this.#cookiesTooLarge());
+    return this.#request(hashCookies(jar), jar);
+  }
+
+  /**
+   * Returns the allowed cookies of a raw `Cookie` header as a `Cookie` header
+   * value, the only part of the request that the auth URL receives.
+   */
+  sessionCookies(cookieHeader: string | undefined): string {
+    return formatCookieHeader(pickCookies(cookieHeader, this.#options.cookieNames));
+  }
+
+  /**
+   * Drops every cached session of `user`, and makes the requests in flight
+   * reject with 401 where they return `user`, because the portal responded
+   * to them before the logout.
+   */
+  dropUser(user: string): number {
+    let dropped = 0;
+    for (const [key, entry] of this.#cache) {
+      if (entry.identity?.user !== user) continue;
+      this.#cache.delete(key);
+      dropped += 1;
     }
-    return pending;
+    for (const request of this.#inFlight.values()) request.loggedOut.add(user);
+    return dropped;
   }
 
   /** Aborts requests in flight and closes the HTTP connections to the portal. */
@@ -114,6 +145,43 @@ export class PortalAuth {
     this.#closeController.abort();
     await this.#agent.destroy();
     this.#cache.clear();
+  }
+
+  #tooLarge(jar: CookieJar): boolean {
+    return formatCookieHeader(jar).length > this.#options.maxCookieBytes;
+  }
+
+  /** Rejects oversized cookies before the portal sees them, which would answer 431 or fail. */
+  #cookiesTooLarge(): AuthError {
+    return new AuthError(
+      ServerErrorCode.COOKIE_TOO_LARGE,
+      431,
+      "session cookie too large",
+      "the allowed cookies are longer than maxCookieBytes, so the portal was not asked",
+    );
+  }
+
+  #missingCookies(): AuthError {
+    const names = this.#options.cookieNames.join(", ");
+    return new AuthError(
+      ServerErrorCode.AUTH_MISSING,
+      401,
+      "no session cookie",
+      `request carries none of the allowed cookies (${names}); log in to the portal first`,
+    );
+  }
+
+  #request(key: string, jar: CookieJar): Promise<AuthIdentity> {
+    const existing = this.#inFlight.get(key);
+    if (existing) return existing.promise;
+
+    const loggedOut = new Set<string>();
+    const promise = this.#fetchIdentity(formatCookieHeader(jar)).then(
+      (identity) => this.#settle(key, loggedOut, { identity }),
+      (error: unknown) => this.#settle(key, loggedOut, { error: error as AuthError }),
+    );
+    this.#inFlight.set(key, { promise, loggedOut });
+    return promise;
   }
 
   #lookup(key: string): CacheEntry | undefined {
@@ -124,8 +192,20 @@ export class PortalAuth {
     return undefined;
   }
 
-  #settle(key: string, outcome: { identity: AuthIdentity } | { error: AuthError }): AuthIdentity {
+  #settle(
+    key: string,
+    loggedOut: ReadonlySet<string>,
+    outcome: { identity: AuthIdentity } | { error: AuthError },
+  ): AuthIdentity {
     this.#inFlight.delete(key);
+    if ("identity" in outcome && loggedOut.has(outcome.identity.user)) {
+      throw new AuthError(
+        ServerErrorCode.AUTH_REJECTED,
+        401,
+        "session logged out",
+        `user ${outcome.identity.user} logged out while the auth request was in flight`,
+      );
+    }
     if ("identity" in outcome) {
       const expiresAt = this.#options.now() + this.#options.authCacheTtlMs;
       this.#store(key, { identity: outcome.identity, expiresAt });

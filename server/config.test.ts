@@ -28,6 +28,13 @@ describe("server config", () => {
       authTimeoutMs: 5000,
       authCacheTtlMs: 10_000,
       authRejectCacheTtlMs: 2000,
+      maxCookieBytes: 4096,
+      allowMissingOrigin: false,
+      revalidateIntervalMs: 300_000,
+      maxSocketsPerUser: 16,
+      maxSocketsPerIp: 256,
+      upgradesPerIpPerSecond: 20,
+      trustedProxies: [],
       maxPayloadBytes: 4096,
       maxBackpressureBytes: 1024 * 1024,
       recoveryWindowMs: 300_000,
@@ -53,10 +60,37 @@ describe("server config", () => {
     assert.equal(config.idleTimeoutS, 0);
   });
 
+  it("rejects invalid socket limits", () => {
+    assert.deepEqual(
+      problemsOf({
+        authUrl,
+        revalidateIntervalMs: 500,
+        maxSocketsPerUser: -1,
+        maxSocketsPerIp: 1.5,
+        upgradesPerIpPerSecond: "20",
+        allowMissingOrigin: "yes",
+      }),
+      [
+        'allowMissingOrigin: Invalid input: expected boolean, received string (got "yes")',
+        "revalidateIntervalMs: must be 0 (disabled) or 1000-86400000 milliseconds (got 500)",
+        "maxSocketsPerUser: Too small: expected number to be >=0 (got -1)",
+        "maxSocketsPerIp: Invalid input: expected int, received number (got 1.5)",
+        'upgradesPerIpPerSecond: Invalid input: expected number, received string (got "20")',
+      ],
+    );
+  });
+
   it("requires authUrl", () => {
     assert.deepEqual(problemsOf({}), [
       "authUrl: must be an absolute http or https URL (got missing)",
     ]);
+  });
+
+  it("rejects credentials in authUrl", () => {
+    const problems = problemsOf({ authUrl: "http://user:hunter2@127.0.0.1:8480/auth" });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0] ?? "", /^authUrl: must not contain a user name or password/);
+    assert.doesNotMatch(problems[0] ?? "", /hunter2/);
   });
 
   it("lists every bad value together", () => {
@@ -155,7 +189,7 @@ describe("server config", () => {
       streamMaxLen: 0,
     });
     assert.deepEqual(problems.sort(), [
-      'keyPrefix: must be 1-64 characters without whitespace (got "my prefix:")',
+      `keyPrefix: must be 1-64 letters, digits, '_', '.' or '-' followed by ':' (got "my prefix:")`,
       "redisUrl: must be a redis:// or rediss:// URL (got [redacted])",
       "streamMaxLen: Too small: expected number to be >=1 (got 0)",
     ]);

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseConfig } from "../common/config.ts";
+import { KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from "../tasks/config.ts";
 
 /** Returns true when `value` is a serialised origin such as `http://127.0.0.1:8480`. */
 function isOrigin(value: string): boolean {
@@ -40,7 +41,12 @@ export const serverConfigSchema = z
      * Portal URL that authenticates a session: GET with the allowed cookies,
      * returning `200 {"user", "channels"}` or 401/403. Required.
      */
-    authUrl: z.url({ protocol: /^https?$/, error: "must be an absolute http or https URL" }),
+    authUrl: z
+      .url({ protocol: /^https?$/, error: "must be an absolute http or https URL" })
+      .refine(
+        (value) => !/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(value),
+        "must not contain a user name or password: the push server sends only the session cookies",
+      ),
     /**
      * Origins allowed to open sockets and call `<path>/auth`, compared exactly
      * with the request's Origin header. @defaultValue the origin of `authUrl`
@@ -57,6 +63,60 @@ export const serverConfigSchema = z
     authCacheTtlMs: z.number().int().min(0).default(10_000),
     /** Cache lifetime of a 401/403 rejection, in ms, or 0 for none. @defaultValue 2000 */
     authRejectCacheTtlMs: z.number().int().min(0).default(2000),
+    /**
+     * Maximum length of the allowed cookies forwarded to `authUrl`, in
+     * characters. Longer ones are rejected with 431 without asking the
+     * portal. @defaultValue 4096
+     */
+    maxCookieBytes: z.number().int().min(64).max(65_536).default(4096),
+    /**
+     * Accepts a socket upgrade or auth request without an Origin header.
+     * Browsers always send one with a WebSocket handshake, so only a non-browser
+     * client needs this. A present Origin is still checked. @defaultValue false
+     */
+    allowMissingOrigin: z.boolean().default(false),
+    /**
+     * Interval at which each open socket's session is checked again at
+     * authUrl, in milliseconds, or 0 for never. Each socket's next check falls
+     * at a random time between 0.75 and 1.25 times the interval, so sockets
+     * opened together do not check together. @defaultValue 300000 (5 minutes)
+     */
+    revalidateIntervalMs: z
+      .number()
+      .int()
+      .refine((ms) => ms === 0 || (ms >= 1000 && ms <= 24 * 60 * 60 * 1000), {
+        message: "must be 0 (disabled) or 1000-86400000 milliseconds",
+      })
+      .default(300_000),
+    /**
+     * Maximum open sockets of one user on this push server, or 0 for no
+     * limit. Past it, an upgrade is rejected with 429. @defaultValue 16
+     */
+    maxSocketsPerUser: z.number().int().min(0).max(1_000_000).default(16),
+    /**
+     * Maximum open and opening sockets from one remote address on this push
+     * server, or 0 for no limit. Past it, an upgrade is rejected with 429
+     * before the portal is asked. @defaultValue 256
+     */
+    maxSocketsPerIp: z.number().int().min(0).max(1_000_000).default(256),
+    /**
+     * Upgrades and auth requests one remote address may start per second, or
+     * 0 for no limit: a token bucket that refills at this rate and contains at
+     * most as many tokens, so a burst of this size passes at once. Past it, a request
+     * is rejected with 429 and Retry-After before the portal is asked.
+     * @defaultValue 20
+     */
+    upgradesPerIpPerSecond: z.number().int().min(0).max(1_000_000).default(20),
+    /**
+     * Addresses of the proxies in front of this push server whose
+     * `X-Forwarded-For` header names the client address that the
+     * per-address limits count. From any other peer the header is ignored.
+     * @defaultValue [] (the TCP peer is the client)
+     */
+    trustedProxies: z
+      .array(z.union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" }))
+      .max(100)
+      .default([]),
     /** Maximum inbound frame, in bytes. A larger frame closes the socket. @defaultValue 4096 */
     maxPayloadBytes: z.number().int().min(1).max(16 * 1024 * 1024).default(4096),
     /**
@@ -120,7 +180,8 @@ export const serverConfigSchema = z
      */
     keyPrefix: z
       .string()
-      .regex(/^\S{1,64}$/, "must be 1-64 characters without whitespace")
+      // The same rule as the task queue's, so one PATPUSH_KEY_PREFIX serves every command.
+      .regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE)
       .default("patpush:"),
     /**
      * Approximate maximum number of entries in the done stream. A RedisBus

@@ -2,7 +2,7 @@ import type { TemplatedApp } from "@trufflesuite/uws-js-unofficial";
 import type { Logger } from "../common/logger.ts";
 import type { MessageFrame } from "../protocol/frames.ts";
 import { compareMessageIds, type MessageId } from "../protocol/message-id.ts";
-import type { DoneMessage } from "../protocol/message.ts";
+import { isLogoutMessage, type DoneMessage } from "../protocol/message.ts";
 import type { AuthIdentity } from "./auth.ts";
 import type { BusCoverage, BusEvent, BusMessage } from "./bus.ts";
 import type { RecoveryHistory } from "./history.ts";
@@ -55,12 +55,14 @@ export function toMessageFrame(id: MessageId, message: DoneMessage, live = false
   return frame;
 }
 
-/** Callbacks of the push server around delivery: slow socket checks and a reset. */
+/** Callbacks of the push server around delivery: slow socket checks, a reset and a logout. */
 export interface DeliveryHooks {
   /** Runs after a frame was published to the topic of `user`. */
   afterUserPublish(user: string): void;
   /** Runs after a reset coverage dropped the history. */
   onReset(coverage: BusCoverage): void;
+  /** Runs for a logout message of `user` that is not a backfill. */
+  onLogout(user: string): void;
 }
 
 /** One caller of {@link Delivery.waitUntilReady}. */
@@ -106,6 +108,11 @@ export class Delivery {
    */
   get position(): MessageId | undefined {
     return this.#position;
+  }
+
+  /** True once the bus has sent its coverage, so its backfill is complete. */
+  get covered(): boolean {
+    return this.#covered;
   }
 
   /** Handles one bus event. The bus calls it for every event, in order. */
@@ -164,6 +171,11 @@ export class Delivery {
       return;
     }
 
+    if (isLogoutMessage(message)) {
+      this.#onLogout(event, message.user);
+      return;
+    }
+
     const topic = recipientTopic(message);
     const text = JSON.stringify(toMessageFrame(id, message, live));
     if (!live) {
@@ -173,6 +185,21 @@ export class Delivery {
     // A bus hands over its backfill before its coverage, and every upgrade waits for the
     // coverage, so no open socket is missing a backfill frame.
     if (!backfill) this.#publish(topic, text, event);
+    if (!live && this.#waiters.size > 0) this.#resolveWaiters();
+  }
+
+  /**
+   * Handles a logout: moves the position like any stored message, but
+   * neither stores nor sends a frame, so no socket ever replays it. A
+   * backfill logout happened before this server started, so it closes nothing.
+   */
+  #onLogout(event: BusMessage, user: string): void {
+    const { id, live, backfill } = event;
+    if (!live) this.#position = id;
+    if (!backfill) {
+      this.#logger.info({ msgId: id, user, live }, "logout received");
+      this.#hooks.onLogout(user);
+    }
     if (!live && this.#waiters.size > 0) this.#resolveWaiters();
   }
 

@@ -20,12 +20,18 @@ export const ServerErrorCode = {
   LAST_ID_INVALID: "PATPUSH_LAST_ID_INVALID",
   /** A socket upgrade arrived while the push server was shutting down (503). */
   SERVER_CLOSING: "PATPUSH_SERVER_CLOSING",
+  NOT_READY: "PATPUSH_NOT_READY",
+  COOKIE_TOO_LARGE: "PATPUSH_COOKIE_TOO_LARGE",
   /** The portal's auth URL failed, timed out or returned an unexpected response (503). */
   AUTH_UNAVAILABLE: "PATPUSH_AUTH_UNAVAILABLE",
+  /** The user or the remote address already has the maximum number of sockets (429). */
+  TOO_MANY_SOCKETS: "PATPUSH_TOO_MANY_SOCKETS",
+  /** The remote address started more upgrades or auth requests than allowed per second (429). */
+  RATE_LIMITED: "PATPUSH_RATE_LIMITED",
 } as const;
 
 /** HTTP status a rejected socket or auth request receives. */
-export type RejectStatus = 400 | 401 | 403 | 503;
+export type RejectStatus = 400 | 401 | 403 | 429 | 431 | 503;
 
 /**
  * Thrown when a socket or an auth request is not allowed through. `status`
@@ -36,18 +42,21 @@ export type RejectStatus = 400 | 401 | 403 | 503;
 export class AuthError extends PatpushError {
   readonly status: RejectStatus;
   readonly reason: string;
+  /** Seconds after which a retry may pass, sent as Retry-After with a 429. */
+  readonly retryAfterS: number | undefined;
 
   constructor(
     code: string,
     status: RejectStatus,
     reason: string,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterS?: number },
   ) {
     super(code, message, options);
     this.name = "AuthError";
     this.status = status;
     this.reason = reason;
+    this.retryAfterS = options?.retryAfterS;
   }
 }
 

@@ -9,8 +9,11 @@ const STATUS_LINES: Record<number, string> = {
   401: "401 Unauthorized",
   403: "403 Forbidden",
   404: "404 Not Found",
+  405: "405 Method Not Allowed",
   413: "413 Content Too Large",
   415: "415 Unsupported Media Type",
+  429: "429 Too Many Requests",
+  431: "431 Request Header Fields Too Large",
   500: "500 Internal Server Error",
   503: "503 Service Unavailable",
 };

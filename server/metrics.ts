@@ -13,6 +13,11 @@ const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([
   1000, 1001, 1005, 1006, 1008, 1009, 1011, 4000, 4001, 4002, 4003,
 ]);
 
+/** Labels of `patpush_revalidation_closes_total`. */
+export const REVALIDATION_CLOSE_REASONS = ["revoked", "changed", "unavailable"] as const;
+
+export type RevalidationCloseReason = (typeof REVALIDATION_CLOSE_REASONS)[number];
+
 /** Returns the `code` label of a socket close: the code itself when known, else "other". */
 export function closeCodeLabel(code: number): string {
   return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
@@ -26,9 +31,16 @@ export class PushMetrics {
   readonly recoveries: Counter<"outcome">;
   readonly slowConsumerCloses: Counter;
   readonly socketCloses: Counter<"code">;
+  readonly upgradesRejected: Counter<"reason">;
+  readonly revalidationCloses: Counter<"reason">;
+  readonly logoutCloses: Counter;
+  readonly inboundFramesRejected: Counter<"reason">;
 
-  /** `openSockets` returns the number of open sockets when the registry is read. */
-  constructor(openSockets: () => number) {
+  /**
+   * `openSockets` returns the number of open sockets when the registry is
+   * read, and `rejectionReasons` lists the reason labels of rejected upgrades.
+   */
+  constructor(openSockets: () => number, rejectionReasons: readonly string[] = []) {
     const registers = [this.registry];
     new Gauge({
       name: "patpush_open_sockets",
@@ -65,11 +77,39 @@ export class PushMetrics {
       labelNames: ["code"],
       registers,
     });
+    this.upgradesRejected = new Counter({
+      name: "patpush_upgrades_rejected_total",
+      help: "Socket upgrades rejected with an HTTP status, by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.revalidationCloses = new Counter({
+      name: "patpush_revalidation_closes_total",
+      help:
+        "Sockets closed because revalidation at the auth URL failed: revoked (4001), " +
+        "changed identity (4001 or 4000) or portal unavailable (4000).",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.logoutCloses = new Counter({
+      name: "patpush_logout_closes_total",
+      help: "Sockets closed with 4001 by a logout message of their user.",
+      registers,
+    });
+    this.inboundFramesRejected = new Counter({
+      name: "patpush_inbound_frames_rejected_total",
+      help: "Sockets closed for an inbound frame: binary (4002) or over maxPayloadBytes (1006).",
+      labelNames: ["reason"],
+      registers,
+    });
 
     // Start every labelled series at 0, so a rate over it exists before the first event.
     for (const outcome of ["none", "complete", "gap"] satisfies Recovery[]) {
       this.recoveries.inc({ outcome }, 0);
     }
+    for (const reason of rejectionReasons) this.upgradesRejected.inc({ reason }, 0);
+    for (const reason of REVALIDATION_CLOSE_REASONS) this.revalidationCloses.inc({ reason }, 0);
+    for (const reason of ["binary", "too_large"]) this.inboundFramesRejected.inc({ reason }, 0);
   }
 
   /** Renders every metric in the Prometheus text format. */

@@ -1,31 +1,31 @@
-import { randomBytes } from "node:crypto";
 import type {
-  HttpRequest,
   HttpResponse,
   TemplatedApp,
   WebSocket,
   us_listen_socket,
-  us_socket_context_t,
 } from "@trufflesuite/uws-js-unofficial";
 import { createLogger, type Logger } from "../common/logger.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import type { WelcomeFrame } from "../protocol/frames.ts";
-import type { MessageId } from "../protocol/message-id.ts";
 import type { TaskConfigInput } from "../tasks/config.ts";
 import type { TaskQueue } from "../tasks/types.ts";
 import { createProducerApi, type ProducerApi } from "./api.ts";
-import { Admission, rejectionBody } from "./admission.ts";
-import { PortalAuth, type AuthIdentity } from "./auth.ts";
+import { Admission } from "./admission.ts";
+import { PortalAuth } from "./auth.ts";
 import type { Bus } from "./bus.ts";
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
-import { Delivery, socketTopics } from "./delivery.ts";
+import { Delivery } from "./delivery.ts";
 import { PushServerError, ServerErrorCode } from "./errors.ts";
 import { RecoveryHistory } from "./history.ts";
 import { writeJson } from "./http.ts";
+import { LogThrottle } from "./log-throttle.ts";
 import { closeCodeLabel, PushMetrics, writeMetrics } from "./metrics.ts";
+import { REJECTION_REASONS } from "./rejection.ts";
 import { resumeSocket, sendReplay } from "./resume.ts";
+import { Revalidation } from "./revalidation.ts";
 import { SocketDrain } from "./shutdown.ts";
 import { SocketRegistry } from "./socket-registry.ts";
+import { SocketUpgrade, type Connection } from "./upgrade.ts";
 import { loadUws, type Uws } from "./uws.ts";
 
 /** A running push server. */
@@ -58,17 +58,12 @@ export interface PushServerOptions {
   taskConfig?: TaskConfigInput;
 }
 
-/** Per-socket state that uWS keeps as the socket's user data. */
-interface Connection extends AuthIdentity {
-  conn: string;
-  logger: Logger;
-  /** The `last` query parameter of the upgrade: the id of the last message the client saw. */
-  last: MessageId | undefined;
-  /** The user topic and the channel topics of this socket. */
-  topics: string[];
-  /** True once shutdown waits for this socket's send buffer to drain before closing it. */
-  draining: boolean;
-}
+/**
+ * Close message that uWS (v20.30) hands to the close handler after an inbound
+ * frame over maxPayloadLength. It drops the connection without a close frame,
+ * so both sides see code 1006, and this text is the only sign of the cause.
+ */
+const TOO_BIG_CLOSE_MESSAGE = "Received too big message";
 
 /** Interval of the slow-consumer sweep and of the history's age pruning, in milliseconds. */
 const SWEEP_INTERVAL_MS = 1000;
@@ -98,10 +93,11 @@ class UwsPushServer implements PushServer {
   readonly #sockets: SocketRegistry<Connection>;
   readonly #delivery: Delivery;
   readonly #admission: Admission;
+  readonly #revalidation: Revalidation<Connection>;
+  readonly #upgrade: SocketUpgrade;
+  /** One warning per rejected inbound frame reason and address every 10 seconds. */
+  readonly #frameLogThrottle = new LogThrottle(10_000);
   readonly #drain: SocketDrain<Connection>;
-  /** Random prefix of connection ids, so ids from different server runs differ in the logs. */
-  readonly #connPrefix = randomBytes(3).toString("hex");
-  #connCount = 0;
   #listenSocket: us_listen_socket | undefined;
   #unsubscribe: (() => void) | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
@@ -115,7 +111,7 @@ class UwsPushServer implements PushServer {
     this.#logger = logger;
     this.#auth = new PortalAuth(config);
     this.#app = uws.App();
-    this.#metrics = new PushMetrics(() => this.#sockets.size);
+    this.#metrics = new PushMetrics(() => this.#sockets.size, REJECTION_REASONS);
     this.#sockets = new SocketRegistry(config.maxBackpressureBytes, this.#metrics);
     this.#drain = new SocketDrain(this.#sockets);
     this.#history = new RecoveryHistory({
@@ -129,16 +125,30 @@ class UwsPushServer implements PushServer {
       {
         afterUserPublish: (user) => this.#sockets.endSlowSocketsOf(user),
         onReset: () => this.#closeAll("message stream reset"),
+        onLogout: (user) => this.#logOut(user),
       },
       logger,
     );
     this.#admission = new Admission({
       allowedOrigins: config.allowedOrigins,
+      allowMissingOrigin: config.allowMissingOrigin,
+      maxSocketsPerUser: config.maxSocketsPerUser,
+      maxSocketsPerIp: config.maxSocketsPerIp,
+      upgradesPerIpPerSecond: config.upgradesPerIpPerSecond,
+      trustedProxies: config.trustedProxies,
       auth: this.#auth,
       delivery: this.#delivery,
+      metrics: this.#metrics,
+      socketsOfUser: (user) => this.#sockets.countOf(user),
       resumeWaitMs: config.resumeWaitMs,
       isClosing: () => this.#closing !== undefined,
       logger,
+    });
+    this.#upgrade = new SocketUpgrade(this.#admission, logger);
+    this.#revalidation = new Revalidation({
+      intervalMs: config.revalidateIntervalMs,
+      auth: this.#auth,
+      metrics: this.#metrics,
     });
     this.#addRoutes(api);
   }
@@ -218,9 +228,25 @@ class UwsPushServer implements PushServer {
     this.#logger.warn({ sockets: count, reason }, "sockets closed");
   }
 
+  /**
+   * Handles a logout message: drops the user's cached sessions, rejects
+   * the user's upgrades in progress and closes the user's sockets with 4001.
+   */
+  #logOut(user: string): void {
+    const dropped = this.#auth.dropUser(user);
+    this.#admission.revoke(user);
+    const sockets = this.#sockets.listOf(user);
+    for (const ws of sockets) ws.end(CloseCode.AUTH_REVOKED, "logged out");
+    this.#metrics.logoutCloses.inc(sockets.length);
+    this.#logger.info({ user, sockets: sockets.length, cacheEntries: dropped }, "user logged out");
+  }
+
   #sweep(): void {
     this.#sockets.endSlowSockets();
     this.#history.prune();
+    this.#admission.prune();
+    this.#frameLogThrottle.prune();
+    this.#revalidation.tick();
   }
 
   #addRoutes(api: ProducerApi | undefined): void {
@@ -236,17 +262,17 @@ class UwsPushServer implements PushServer {
       idleTimeout: idleTimeoutS,
       sendPingsAutomatically: true,
       compression: this.#uws.DISABLED,
-      upgrade: (res, req, context) => this.#onUpgrade(res, req, context),
+      upgrade: (res, req, context) => this.#upgrade.onUpgrade(res, req, context),
       open: (ws) => this.#onOpen(ws),
       message: (ws, message, isBinary) => this.#onMessage(ws, message, isBinary),
       drain: (ws) => this.#drain.onDrain(ws),
-      close: (ws, code) => this.#onClose(ws, code),
+      close: (ws, code, message) => this.#onClose(ws, code, message),
     });
     this.#app.get(`${path}/auth`, (res, req) => this.#admission.onAuthRequest(res, req));
     this.#app.options(`${path}/auth`, (res, req) => this.#admission.onAuthPreflight(res, req));
     this.#app.get("/health", (res) => writeJson(res, 200, { status: "ok" }));
     this.#app.get("/metrics", (res) => writeMetrics(res, this.#metrics, this.#logger));
-    api?.addRoutes(this.#app);
+    api?.addRoutes(this.#app, this.#metrics.registry);
     this.#app.get("/ready", (res) => this.#onReadyRequest(res));
     this.#app.any("/*", (res) => writeJson(res, 404, { error: "not found" }));
   }
@@ -260,43 +286,6 @@ class UwsPushServer implements PushServer {
     }
   }
 
-  #onUpgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
-    // uWS requires an abort handler before the handler returns without responding.
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    // HttpRequest is valid only during this call, so read every header now.
-    const origin = req.getHeader("origin");
-    const cookieHeader = req.getHeader("cookie");
-    const key = req.getHeader("sec-websocket-key");
-    const extensions = req.getHeader("sec-websocket-extensions");
-    const lastText = req.getQuery("last");
-
-    this.#admission.admitSocket(origin, cookieHeader, lastText).then(
-      ({ identity, last }) => {
-        if (aborted) return;
-        const conn = `${this.#connPrefix}-${++this.#connCount}`;
-        const logger = this.#logger.child({ conn, user: identity.user });
-        const connection: Connection = {
-          ...identity,
-          conn,
-          logger,
-          last,
-          topics: socketTopics(identity),
-          draining: false,
-        };
-        // patpush defines no subprotocol, so the response names none.
-        res.cork(() => res.upgrade(connection, key, "", extensions, context));
-      },
-      (error: unknown) => {
-        if (aborted) return;
-        const rejection = this.#admission.logRejection(error, origin, "upgrade");
-        res.cork(() => writeJson(res, rejection.status, rejectionBody(rejection)));
-      },
-    );
-  }
-
   /**
    * Subscribes the socket, then sends the welcome and the replayed frames in
    * one synchronous run, so no delivery can come between them.
@@ -304,6 +293,7 @@ class UwsPushServer implements PushServer {
   #onOpen(ws: WebSocket<Connection>): void {
     const connection = ws.getUserData();
     this.#sockets.add(ws);
+    this.#revalidation.schedule(ws);
     for (const topic of connection.topics) ws.subscribe(topic);
 
     const resumption = resumeSocket(
@@ -339,7 +329,8 @@ class UwsPushServer implements PushServer {
   #onMessage(ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {
     const connection = ws.getUserData();
     if (isBinary) {
-      connection.logger.warn({ bytes: message.byteLength }, "binary frame rejected");
+      this.#metrics.inboundFramesRejected.inc({ reason: "binary" });
+      this.#logFrameRejection(connection, "binary", { bytes: message.byteLength });
       ws.end(CloseCode.PROTOCOL_ERROR, "binary frames are not accepted");
       return;
     }
@@ -347,11 +338,29 @@ class UwsPushServer implements PushServer {
     connection.logger.debug({ bytes: message.byteLength }, "inbound frame ignored");
   }
 
-  #onClose(ws: WebSocket<Connection>, code: number): void {
+  #onClose(ws: WebSocket<Connection>, code: number, message: ArrayBuffer): void {
+    const connection = ws.getUserData();
+    connection.closed = true;
     this.#sockets.delete(ws);
+    this.#revalidation.unschedule(ws);
+    this.#admission.releaseSocket(connection.ip);
     this.#metrics.socketCloses.inc({ code: closeCodeLabel(code) });
-    ws.getUserData().logger.info({ code }, "socket closed");
+    const tooLarge = code === 1006 && Buffer.from(message).toString() === TOO_BIG_CLOSE_MESSAGE;
+    if (tooLarge) {
+      this.#metrics.inboundFramesRejected.inc({ reason: "too_large" });
+      const { maxPayloadBytes } = this.#config;
+      this.#logFrameRejection(connection, "too_large", { code, maxPayloadBytes });
+    }
+    connection.logger.info({ code }, "socket closed");
     this.#drain.onClose();
+  }
+
+  /** Logs a rejected inbound frame, at most once per reason and address every 10 seconds. */
+  #logFrameRejection(connection: Connection, reason: string, fields: object): void {
+    const { ip, logger } = connection;
+    const skipped = this.#frameLogThrottle.admit(`${reason}|${ip}`);
+    if (skipped === undefined) return;
+    logger.warn({ ...fields, reason, ip, skipped }, "inbound frame rejected");
   }
 }
 

@@ -195,6 +195,19 @@ describe("resume", { timeout: 30_000 }, () => {
       assert.equal(portal.requests.length, before, "the portal was never called");
     }));
 
+  it("rejects a bare or repeated last", () =>
+    withServer({}, async (test) => {
+      const valid = await test.bus.publish({ user: "alice", pushId: "p1" });
+      for (const query of ["?last", `?last=${valid}&last=${valid}`, `?last=${valid}&last=zzz`]) {
+        const rejection = await expectRejected(`${test.server.url}${query}`, {
+          origin: ORIGIN,
+          cookie: "__ac=alice-session",
+        });
+        assert.equal(rejection.status, 400, query);
+        assert.equal(JSON.parse(rejection.body).code, "PATPUSH_LAST_ID_INVALID", query);
+      }
+    }));
+
   it("checks the origin before last", () =>
     withServer({}, async (test) => {
       const rejection = await expectRejected(withLast(test.server.url, "bad"), {
@@ -346,7 +359,7 @@ describe("resume with bus events", { timeout: 30_000 }, () => {
     }
   });
 
-  it("opens without coverage after resumeWaitMs", async () => {
+  it("rejects upgrades without coverage", async () => {
     const bus = new ScriptedBus();
     const test = await startTestServerWith(
       { port: 0, authUrl: portal.authUrl, allowedOrigins: [ORIGIN], resumeWaitMs: 300 },
@@ -354,14 +367,21 @@ describe("resume with bus events", { timeout: 30_000 }, () => {
     );
     try {
       const started = Date.now();
-      const fresh = await connect(test.server.url, "alice-session");
-      const resumed = await connect(test.server.url, "alice-session", id(50));
-
-      const freshWelcome = await welcomeOf(fresh);
-      const resumedWelcome = await welcomeOf(resumed);
+      for (const last of [undefined, id(50)]) {
+        const url = last === undefined ? test.server.url : withLast(test.server.url, last);
+        const rejection = await expectRejected(url, { origin: ORIGIN, cookie: "__ac=alice-session" });
+        assert.equal(rejection.status, 503);
+        assert.deepEqual(JSON.parse(rejection.body), {
+          error: "server not ready",
+          code: "PATPUSH_NOT_READY",
+        });
+      }
       assert.ok(Date.now() - started >= 580, "each upgrade waited resumeWaitMs");
-      assert.deepEqual([freshWelcome.recovery, freshWelcome.id], ["none", "0-0"]);
-      assert.deepEqual([resumedWelcome.recovery, resumedWelcome.id], ["gap", "0-0"]);
+      assert.equal(test.server.connectionCount(), 0);
+
+      bus.emit({ type: "coverage", from: id(50, 0), reset: false });
+      const opened = await connect(test.server.url, "alice-session");
+      assert.deepEqual((await welcomeOf(opened)).recovery, "none");
     } finally {
       await test.close();
     }

@@ -23,22 +23,25 @@ export interface Resumption {
 }
 
 /**
- * Parses the `last` query parameter: undefined when absent, else a message
- * id. Throws AuthError (400, PATPUSH_LAST_ID_INVALID) for anything else,
- * including an empty value.
+ * Parses the `last` parameter of an upgrade's query string: undefined when
+ * absent, else a message id. Throws AuthError (400, PATPUSH_LAST_ID_INVALID)
+ * for anything else, including an empty value, `last` without `=`, and a
+ * repeated `last`.
  */
-export function parseLastId(value: string | undefined): MessageId | undefined {
-  if (value === undefined || isMessageId(value)) return value;
-  throw invalidLastId(value);
+export function parseLastId(query: string | undefined): MessageId | undefined {
+  const values = new URLSearchParams(query ?? "").getAll("last");
+  if (values.length === 0) return undefined;
+  if (values.length > 1) {
+    throw invalidLastId(`last appears ${values.length} times; send it once`);
+  }
+  const value: string = values[0] ?? "";
+  const shown = JSON.stringify(value.slice(0, 64));
+  if (isMessageId(value)) return value;
+  throw invalidLastId(`last id ${shown} is not a message id (<ms>-<seq>)`);
 }
 
-function invalidLastId(value: string): AuthError {
-  return new AuthError(
-    ServerErrorCode.LAST_ID_INVALID,
-    400,
-    "invalid last id",
-    `last id ${JSON.stringify(value.slice(0, 64))} is not a message id (<ms>-<seq>)`,
-  );
+function invalidLastId(detail: string): AuthError {
+  return new AuthError(ServerErrorCode.LAST_ID_INVALID, 400, "invalid last id", detail);
 }
 
 /**

@@ -49,6 +49,16 @@ export class SocketRegistry<T extends RegisteredConnection> {
     if (sockets?.size === 0) this.#byUser.delete(user);
   }
 
+  /** Returns the number of open sockets of `user`. */
+  countOf(user: string): number {
+    return this.#byUser.get(user)?.size ?? 0;
+  }
+
+  /** Returns a copy of the open sockets of `user`, safe to iterate while sockets close. */
+  listOf(user: string): WebSocket<T>[] {
+    return [...(this.#byUser.get(user) ?? [])];
+  }
+
   /** Returns a copy of the open sockets, safe to iterate while sockets close. */
   list(): WebSocket<T>[] {
     return [...this.#all];

@@ -110,6 +110,10 @@ export async function closedPortUrl(): Promise<string> {
 export interface SocketOptions {
   origin?: string;
   cookie?: string;
+  /** Further request headers, sent as given. */
+  headers?: Record<string, string>;
+  /** Loopback address to connect from, such as 127.0.0.2, to act as another client. */
+  localAddress?: string;
 }
 
 /** A connected `ws` client that records every server frame. */
@@ -133,10 +137,11 @@ export class UpgradeRejected extends Error {
 }
 
 function createClient(url: string, options: SocketOptions): WebSocket {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...options.headers };
   if (options.cookie !== undefined) headers.cookie = options.cookie;
   return new WebSocket(url, {
     ...(options.origin !== undefined ? { origin: options.origin } : {}),
+    ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
     headers,
   });
 }

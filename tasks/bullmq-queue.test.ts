@@ -129,6 +129,16 @@ describe("bullmq queue", { timeout: 30_000 }, () => {
     await assert.rejects(queue.add(task), { code: "PATPUSH_TASK_URL_NOT_ALLOWED" });
   });
 
+  it("rejects a forbidden header", async () => {
+    const { queue } = openQueue();
+    const task = secretTask();
+    task.headers = { Host: "attacker.test" };
+    await assert.rejects(queue.add(task), {
+      code: "PATPUSH_TASK_INVALID",
+      message: /is invalid: headers\.Host: is not allowed$/,
+    });
+  });
+
   it("rejects tasks after close", async () => {
     const { queue } = openQueue();
     await queue.close();

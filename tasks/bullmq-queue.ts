@@ -9,7 +9,7 @@ import {
 } from "./config.ts";
 import { TaskError, TaskErrorCode } from "./errors.ts";
 import { toJobData } from "./job-data.ts";
-import { QUEUE_NAME_PATTERN } from "./options.ts";
+import { checkTaskFields, QUEUE_NAME_PATTERN } from "./options.ts";
 import type { Task, TaskQueue } from "./types.ts";
 import { checkTaskUrl } from "./url.ts";
 import { logRedisOutages } from "./redis-outages.ts";
@@ -112,6 +112,7 @@ export class BullmqQueue implements TaskQueue {
       );
     }
     checkTaskUrl(task, this.#config.allowedOrigins);
+    checkTaskFields(task, this.#config);
     const queue = this.queue(task.queue ?? this.#defaultQueue);
 
     const options: JobsOptions = {

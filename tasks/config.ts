@@ -41,7 +41,7 @@ const originSchema = z.string().transform((value, ctx) => {
 
 /** Redis key prefixes: short, safe inside a key, ending with ':'. */
 export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}:$/;
-const KEY_PREFIX_RULE = "must be 1-64 letters, digits, '_', '.' or '-' followed by ':'";
+export const KEY_PREFIX_RULE = "must be 1-64 letters, digits, '_', '.' or '-' followed by ':'";
 
 const tokenSchema = z
   .string()

@@ -70,6 +70,17 @@ describe("credential sealing", () => {
     assertDecryptFailed(() => openCredentials({ ...sealed, tag: flipBit(sealed.tag) }, KEY));
   });
 
+  it("opens with the same binding", () => {
+    const sealed = sealCredentials(CREDENTIALS, KEY, "task-1 http://portal/a");
+    assert.deepEqual(openCredentials(sealed, KEY, "task-1 http://portal/a"), CREDENTIALS);
+  });
+
+  it("rejects a different binding", () => {
+    const sealed = sealCredentials(CREDENTIALS, KEY, "task-1 http://portal/a");
+    assertDecryptFailed(() => openCredentials(sealed, KEY, "task-1 http://portal/b"));
+    assertDecryptFailed(() => openCredentials(sealed, KEY));
+  });
+
   it("rejects an unknown format", () => {
     const sealed = sealCredentials(CREDENTIALS, KEY);
     assertDecryptFailed(() => openCredentials({ ...sealed, v: 2 }, KEY));

@@ -51,11 +51,20 @@ function requireKey(key: Buffer): void {
   }
 }
 
-/** Encrypts `credentials` with AES-256-GCM under `key`, using a fresh random IV each call. */
-export function sealCredentials(credentials: TaskCredentials, key: Buffer): SealedCredentials {
+/**
+ * Encrypts `credentials` with AES-256-GCM under `key`, using a fresh random
+ * IV each call. `binding` is authenticated but not encrypted (GCM additional
+ * data): openCredentials fails unless it receives the same binding.
+ */
+export function sealCredentials(
+  credentials: TaskCredentials,
+  key: Buffer,
+  binding = "",
+): SealedCredentials {
   requireKey(key);
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv("aes-256-gcm", key, iv);
+  if (binding !== "") cipher.setAAD(Buffer.from(binding, "utf8"));
   const plain = Buffer.from(JSON.stringify(credentials), "utf8");
   const data = Buffer.concat([cipher.update(plain), cipher.final()]);
   return {
@@ -93,9 +102,10 @@ function parseCredentials(json: string): TaskCredentials {
 
 /**
  * Decrypts sealed credentials. Throws TaskError PATPUSH_TASK_DECRYPT_FAILED
- * for a wrong key, a tampered ciphertext or tag, or an unknown format.
+ * for a wrong key, a tampered ciphertext or tag, a `binding` other than the
+ * one they were sealed with, or an unknown format.
  */
-export function openCredentials(sealed: unknown, key: Buffer): TaskCredentials {
+export function openCredentials(sealed: unknown, key: Buffer, binding = ""): TaskCredentials {
   requireKey(key);
   const box = sealed as Partial<SealedCredentials> | null;
   if (
@@ -113,6 +123,7 @@ export function openCredentials(sealed: unknown, key: Buffer): TaskCredentials {
   try {
     const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(box.iv, "base64"));
     decipher.setAuthTag(Buffer.from(box.tag, "base64"));
+    if (binding !== "") decipher.setAAD(Buffer.from(binding, "utf8"));
     plain = Buffer.concat([decipher.update(Buffer.from(box.data, "base64")), decipher.final()]);
   } catch (error) {
     throw decryptFailed("authentication failed (wrong key or modified data)", error);

@@ -56,3 +56,4 @@ export {
   type VerifyTaskSignatureInput,
 } from "./signature.ts";
 export { TaskWorker, type TaskWorkerEvents, type TaskWorkerOptions } from "./worker.ts";
+export { TaskWorkerMetrics } from "./worker-metrics.ts";

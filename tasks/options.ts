@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { TOKEN_PATTERN, type TaskConfig } from "./config.ts";
 import { TaskError, TaskErrorCode } from "./errors.ts";
+import type { Task } from "./types.ts";
 
 /** Header values may hold tab, visible ASCII and obs-text, but no CR, LF or other controls. */
 const HEADER_VALUE_PATTERN = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -8,19 +9,40 @@ const HEADER_VALUE_PATTERN = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Cookie values must not end the cookie (`;`) or the header (CR, LF, other controls). */
 const COOKIE_VALUE_PATTERN = /^[\x21-\x3a\x3c-\x7e]*$/;
 
-/** Headers the dispatcher sets itself; the task-name header is added from the configuration. */
+/**
+ * Headers a task must not set: the ones the dispatcher sets itself (the
+ * task-name header is added from the configuration), hop-by-hop headers that
+ * undici rejects, and Proxy-Authorization, a credential outside the sealed ones.
+ */
 const RESERVED_HEADERS = [
   "authorization",
   "connection",
   "content-length",
   "content-type",
   "cookie",
+  "expect",
   "host",
+  "keep-alive",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
   "transfer-encoding",
+  "upgrade",
   "x-task-attempt",
   "x-task-id",
   "x-task-signature",
 ];
+
+/** Returns true when `value` may be sent as a header value. */
+export function isValidHeaderValue(value: string): boolean {
+  return HEADER_VALUE_PATTERN.test(value);
+}
+
+/** Returns true when `value` may be sent as a cookie value. */
+export function isValidCookieValue(value: string): boolean {
+  return COOKIE_VALUE_PATTERN.test(value);
+}
 
 const timeSchema = z.union([z.instanceof(Date), z.string()]).transform((value, ctx) => {
   const ms = typeof value === "string" ? Date.parse(value) : value.getTime();
@@ -142,14 +164,19 @@ function parseOptions(input: unknown): ParsedOptions {
   throw invalid(problems);
 }
 
+function isReservedHeader(name: string, config: TaskConfig): boolean {
+  const lower = name.toLowerCase();
+  return RESERVED_HEADERS.includes(lower) || lower === config.taskNameHeader.toLowerCase();
+}
+
 /** Throws unless every extra header may be set by the caller and every cookie is allow-listed. */
 function checkNames(options: ParsedOptions, config: TaskConfig): void {
-  const reserved = [...RESERVED_HEADERS, config.taskNameHeader.toLowerCase()];
   const problems = Object.keys(options.headers ?? {})
-    .filter((name) => reserved.includes(name.toLowerCase()))
+    .filter((name) => isReservedHeader(name, config))
     .map(
       (name) =>
-        `headers.${name}: is set by the dispatcher; remove it (cookies go in the cookies option)`,
+        `headers.${name}: is set by the dispatcher or not allowed in a task; remove it ` +
+        "(cookies go in the cookies option)",
     );
   if (problems.length > 0) throw invalid(problems);
 
@@ -183,6 +210,18 @@ function formatTime(ms: number): string {
   return Number.isNaN(date.getTime()) ? `${ms} ms since the epoch` : date.toISOString();
 }
 
+/** Latest time a Date can hold, in ms since the epoch (the ECMAScript time value range). */
+const MAX_TIME_MS = 8.64e15;
+
+/** Throws when `ms` lies past the Date range, e.g. after a countdown of 1e308 seconds. */
+function checkTimeRange(field: string, ms: number): void {
+  if (ms <= MAX_TIME_MS) return;
+  throw invalid([
+    `${field}: ends past the latest time a Date can hold (${formatTime(MAX_TIME_MS)}); ` +
+      "use fewer seconds",
+  ]);
+}
+
 function resolveTimes(
   options: ParsedOptions,
   now: number,
@@ -190,10 +229,12 @@ function resolveTimes(
   let notBefore = now;
   if (options.countdown !== undefined) notBefore = now + options.countdown * 1000;
   if (options.eta !== undefined) notBefore = options.eta;
+  checkTimeRange("countdown", notBefore);
 
   if (options.expires === undefined) return { notBefore };
   const { expires } = options;
   const expiresAt = "afterSeconds" in expires ? now + expires.afterSeconds * 1000 : expires.atMs;
+  checkTimeRange("expires", expiresAt);
   const startAt = Math.max(now, notBefore);
   if (expiresAt <= startAt) {
     throw invalid([
@@ -230,4 +271,54 @@ export function validateTaskOptions(
     debounceKey: options.debounceKey,
     queue: options.queue,
   };
+}
+
+/**
+ * Checks a built task, or one read back from a queue, against the rules a
+ * producer applies: the name, form, headers and cookies are valid and
+ * allowed, so changed queue data cannot add a Host header or smuggle a line
+ * break. Returns the problem lines, without values, or an empty array.
+ */
+function findTaskFieldProblems(task: Task, config: TaskConfig): string[] {
+  const problems: string[] = [];
+  if (typeof task.name !== "string" || !isValidHeaderValue(task.name)) {
+    problems.push("name: must not contain CR, LF or other control characters");
+  }
+  const isPair = (field: unknown) =>
+    Array.isArray(field) && field.length === 2 && field.every((part) => typeof part === "string");
+  if (!Array.isArray(task.form) || !task.form.every(isPair)) {
+    problems.push("form: must be a list of [name, value] string pairs");
+  }
+  if (typeof task.headers !== "object" || task.headers === null || Array.isArray(task.headers)) {
+    problems.push("headers: must be an object");
+    return problems;
+  }
+  for (const [name, value] of Object.entries(task.headers)) {
+    if (!TOKEN_PATTERN.test(name)) problems.push("headers: a name is not an HTTP token");
+    else if (isReservedHeader(name, config)) problems.push(`headers.${name}: is not allowed`);
+    else if (typeof value !== "string" || !isValidHeaderValue(value)) {
+      problems.push(`headers.${name}: contains invalid characters`);
+    }
+  }
+  for (const [name, value] of Object.entries(task.cookies ?? {})) {
+    if (!config.cookieNames.includes(name)) problems.push("cookies: a name is not allowed");
+    else if (typeof value !== "string" || !isValidCookieValue(value)) {
+      problems.push(`cookies.${name}: contains invalid characters`);
+    }
+  }
+  const { authorization } = task;
+  if (authorization !== undefined && !isValidHeaderValue(authorization)) {
+    problems.push("authorization: contains invalid characters");
+  }
+  return problems;
+}
+
+/**
+ * Throws TaskError PATPUSH_TASK_INVALID, listing the problems without values,
+ * unless `task` passes {@link findTaskFieldProblems}.
+ */
+export function checkTaskFields(task: Task, config: TaskConfig): void {
+  const problems = findTaskFieldProblems(task, config);
+  if (problems.length === 0) return;
+  throw new TaskError(TaskErrorCode.INVALID, `task ${task.id} is invalid: ${problems.join("; ")}`);
 }

@@ -4,7 +4,7 @@ import { pickCookies } from "../common/cookies.ts";
 import { createLogger, type Logger } from "../common/logger.ts";
 import { parseTaskConfig, type TaskConfig, type TaskConfigInput } from "./config.ts";
 import { TaskError, TaskErrorCode } from "./errors.ts";
-import { validateTaskOptions } from "./options.ts";
+import { isValidCookieValue, isValidHeaderValue, validateTaskOptions } from "./options.ts";
 import type { Authenticator, Task, TaskOptions, TaskQueue } from "./types.ts";
 import { resolveTaskUrl } from "./url.ts";
 
@@ -49,10 +49,7 @@ export class TaskProducer {
     const valid = validateTaskOptions(options, this.#config, now);
     const url = resolveTaskUrl(valid.url, valid.contextUrl, this.#config.allowedOrigins);
 
-    const cookies: Record<string, string> = {};
-    for (const [name, value] of pickCookies(req.headers.cookie, this.#config.cookieNames)) {
-      cookies[name] = value;
-    }
+    const cookies = captureCookies(req, this.#config);
     Object.assign(cookies, valid.cookies);
 
     const authenticator = await this.#callAuthenticator(req);
@@ -67,7 +64,7 @@ export class TaskProducer {
       maxAttempts: valid.maxAttempts,
       createdAt: now,
     };
-    const authorization = req.headers.authorization;
+    const authorization = captureAuthorization(req);
     if (authorization !== undefined) task.authorization = authorization;
     if (valid.expiresAt !== undefined) task.expiresAt = valid.expiresAt;
     if (valid.debounceKey !== undefined) task.debounceKey = valid.debounceKey;
@@ -140,4 +137,35 @@ export class TaskProducer {
     }
     return token;
   }
+}
+
+/**
+ * Copies the allowed cookies of `req`. Throws PATPUSH_TASK_INVALID, naming
+ * the cookie but not its value, when a value would break the Cookie header
+ * the dispatcher sends.
+ */
+function captureCookies(req: IncomingMessage, config: TaskConfig): Record<string, string> {
+  const cookies: Record<string, string> = {};
+  for (const [name, value] of pickCookies(req.headers.cookie, config.cookieNames)) {
+    if (!isValidCookieValue(value)) {
+      throw new TaskError(
+        TaskErrorCode.INVALID,
+        `invalid task options:\n  request cookie ${name}: ` +
+          "must not contain ';', spaces or control characters",
+      );
+    }
+    cookies[name] = value;
+  }
+  return cookies;
+}
+
+/** Returns the Authorization header of `req`; throws PATPUSH_TASK_INVALID on control characters. */
+function captureAuthorization(req: IncomingMessage): string | undefined {
+  const authorization = req.headers.authorization;
+  if (authorization === undefined || isValidHeaderValue(authorization)) return authorization;
+  throw new TaskError(
+    TaskErrorCode.INVALID,
+    "invalid task options:\n  request authorization: " +
+      "must not contain CR, LF or other control characters",
+  );
 }

@@ -225,7 +225,16 @@ describe("task runner scheduling", { timeout: 30_000 }, () => {
     const { runner } = await setUp(t);
     await assert.rejects(runner.add(buildTask("not a url")), {
       code: "PATPUSH_TASK_URL_INVALID",
-      message: /has the invalid url "not a url"; pass an absolute URL$/,
+      message: /has an invalid url; pass an absolute http\(s\) URL$/,
+    });
+  });
+
+  it("rejects CR LF in a cookie", async (t) => {
+    const { runner, portal } = await setUp(t);
+    const task = buildTask(`${portal.origin}/work`, { cookies: { __ac: "a\r\nX-Admin: 1" } });
+    await assert.rejects(runner.add(task), {
+      code: "PATPUSH_TASK_INVALID",
+      message: /is invalid: cookies\.__ac: contains invalid characters$/,
     });
   });
 

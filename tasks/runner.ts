@@ -6,6 +6,7 @@ import { parseTaskConfig, type TaskConfig, type TaskConfigInput } from "./config
 import { dispatchTask, type DispatchOutcome } from "./dispatch.ts";
 import { DispatchError, DispatchErrorCode, TaskError, TaskErrorCode } from "./errors.ts";
 import type { Task, TaskQueue } from "./types.ts";
+import { checkTaskFields } from "./options.ts";
 import { checkTaskUrl } from "./url.ts";
 
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer waits are split. */
@@ -95,6 +96,7 @@ export class InProcessRunner extends EventEmitter<RunnerEvents> implements TaskQ
       );
     }
     checkTaskUrl(task, this.#config.allowedOrigins);
+    checkTaskFields(task, this.#config);
 
     if (task.debounceKey !== undefined) {
       const existingId = this.#debounced.get(task.debounceKey);

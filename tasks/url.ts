@@ -91,8 +91,9 @@ export function resolveTaskUrl(
 }
 
 /**
- * Parses a queued task's URL and checks its origin, because a queue may contain
- * tasks from other producers. Throws PATPUSH_TASK_URL_INVALID or
+ * Parses a queued task's URL and checks its scheme, user info and origin
+ * again, because a queue may contain tasks from other producers or data
+ * changed in Redis. Throws PATPUSH_TASK_URL_INVALID or
  * PATPUSH_TASK_URL_NOT_ALLOWED, and returns the parsed URL.
  */
 export function checkTaskUrl(
@@ -103,9 +104,21 @@ export function checkTaskUrl(
   try {
     url = new URL(task.url);
   } catch (error) {
-    const quotedUrl = JSON.stringify(task.url);
-    const message = `task ${task.id} has the invalid url ${quotedUrl}; pass an absolute URL`;
+    const message = `task ${task.id} has an invalid url; pass an absolute http(s) URL`;
     throw new TaskError(TaskErrorCode.URL_INVALID, message, { cause: error });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TaskError(
+      TaskErrorCode.URL_INVALID,
+      `task ${task.id} url uses the unsupported scheme "${url.protocol}"; ` +
+        "only http: and https: are dispatched",
+    );
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new TaskError(
+      TaskErrorCode.URL_INVALID,
+      `task ${task.id} url ${describeUrl(url)} contains a user name or password; remove them`,
+    );
   }
   checkOrigin(url, allowedOrigins);
   return url;

@@ -7,6 +7,7 @@ import {
   type WorkerOptions,
 } from "bullmq";
 import { Redis } from "ioredis";
+import type { Registry } from "prom-client";
 import { Pool } from "undici";
 import { createLogger, type Logger } from "../common/logger.ts";
 import { backoffDelayMs } from "../protocol/backoff.ts";
@@ -18,10 +19,13 @@ import {
   type TaskConfigInput,
 } from "./config.ts";
 import { dispatchTask, type DispatchOutcome } from "./dispatch.ts";
+import { TaskError, TaskErrorCode } from "./errors.ts";
 import { fromJobData } from "./job-data.ts";
+import { checkTaskFields } from "./options.ts";
 import type { Task } from "./types.ts";
 import { checkTaskUrl } from "./url.ts";
 import { logRedisOutages } from "./redis-outages.ts";
+import { TaskWorkerMetrics } from "./worker-metrics.ts";
 
 /** How long an idle keep-alive connection to the portal stays open, in milliseconds. */
 const KEEP_ALIVE_TIMEOUT_MS = 4000;
@@ -58,6 +62,11 @@ export interface TaskWorkerOptions {
    * milliseconds. @defaultValue 30000 (BullMQ's)
    */
   stalledIntervalMs?: number;
+  /**
+   * Prometheus registry that receives `patpush_tasks_rejected_total{reason}`
+   * and `patpush_task_dispatches_total{outcome}`. @defaultValue a new registry, see `metrics`
+   */
+  registry?: Registry;
 }
 
 type LockOptions = Pick<WorkerOptions, "lockDuration" | "stalledInterval">;
@@ -95,6 +104,8 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
   readonly #connection: Redis;
   readonly #worker: Worker;
   readonly #pools = new Map<string, Pool>();
+  /** Counters of rejected jobs and dispatch outcomes, in `metrics.registry`. */
+  readonly metrics: TaskWorkerMetrics;
   #running: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
@@ -103,6 +114,7 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
     super();
     this.#config = parseTaskConfig(options.config);
     this.#key = requireEncryptionKey(this.#config, "tasks");
+    this.metrics = new TaskWorkerMetrics(options.registry);
     const queue = options.queue ?? DEFAULT_QUEUE_NAME;
     this.#logger = (options.logger ?? createLogger()).child({ component: "task-worker", queue });
 
@@ -170,14 +182,28 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
     return pool;
   }
 
-  /** Opens the job's task, or throws UnrecoverableError when it cannot be dispatched at all. */
+  /**
+   * Opens the job's task and checks it again like a producer would, or throws
+   * UnrecoverableError when it cannot be dispatched at all, so a changed or
+   * undecryptable job fails at once and is never retried.
+   */
   #openTask(job: Job, log: Logger): { task: Task; origin: string } {
     try {
       const task = fromJobData(job.data, this.#key);
+      // BullmqQueue uses the task id as the job id, and the credentials are bound to the task id,
+      // so job data copied under another job id is a replay of someone else's request.
+      if (String(job.id) !== task.id) {
+        throw new TaskError(
+          TaskErrorCode.INVALID,
+          `job ${String(job.id)} carries task ${task.id}; job data must not be copied between jobs`,
+        );
+      }
       const url = checkTaskUrl(task, this.#config.allowedOrigins);
+      checkTaskFields(task, this.#config);
       return { task, origin: url.origin };
     } catch (error) {
       log.error({ err: error }, "task rejected");
+      this.metrics.jobRejected(error);
       throw new UnrecoverableError(error instanceof Error ? error.message : String(error));
     }
   }
@@ -199,6 +225,7 @@ export class TaskWorker extends EventEmitter<TaskWorkerEvents> {
 
     const dispatcher = this.#pool(origin);
     const outcome = await dispatchTask(task, attempt, { config: this.#config, dispatcher });
+    this.metrics.dispatched(outcome);
     const fields = { status: outcome.status, durationMs: outcome.durationMs };
     const message = outcome.error?.message ?? "task dispatch failed";
 

@@ -292,21 +292,95 @@ describe("inject", () => {
     assert.equal(await page.evaluate(() => "hrefRan" in window), false);
   });
 
-  it("drops content after cross-origin redirect", async () => {
+  it("never follows a redirect", async () => {
+    otherPort.requests.length = 0;
     fixtures.routes.set("/moved", {
       status: 302,
       body: "",
       headers: { Location: `${otherPort.origin}/fragment` },
     });
-    const outcome = await apply(`<a href="/moved#main" data-pat-inject=""></a>`);
+    fixtures.routes.set("/moved-here", {
+      status: 301,
+      body: "",
+      headers: { Location: "/fragment" },
+    });
+    const outcome = await apply(
+      `<a href="/moved#main" data-pat-inject=""></a>` +
+        `<a href="/moved-here#other" data-pat-inject="target: #box"></a>`,
+    );
 
     assert.equal(outcome.html.main, "<p>old</p>");
-    const failed = eventsOf(outcome, "patpush:fetch-failed");
-    assert.equal(failed.length, 1);
-    assert.match(
-      (failed[0]?.detail as { reason: string }).reason,
-      /^redirected: origin .* is not the page's origin/,
+    assert.equal(outcome.html.box, "<span>box</span>");
+    const failed = eventsOf(outcome, "patpush:fetch-failed").map((event) => event.detail);
+    assert.deepEqual(failed, [
+      { url: `${fixtures.origin}/moved`, status: 0, reason: "redirect not followed" },
+      { url: `${fixtures.origin}/moved-here`, status: 0, reason: "redirect not followed" },
+    ]);
+    assert.deepEqual(otherPort.requests, []);
+    assert.deepEqual(fixtures.requests.sort(), ["GET /moved", "GET /moved-here"]);
+  });
+
+  it("rejects URL with user info", async () => {
+    const origin = new URL(fixtures.origin);
+    const outcome = await apply(
+      `<a href="http://portal@${origin.host}/fragment#main" data-pat-inject=""></a>`,
     );
+
+    const rejected = eventsOf(outcome, "patpush:url-rejected");
+    assert.equal(rejected.length, 1);
+    assert.equal((rejected[0]?.detail as { reason: string }).reason, "URL contains user info");
+    assert.deepEqual(fixtures.requests, []);
+  });
+
+  it("never fills script or style", async () => {
+    await page.evaluate(() => {
+      const script = document.createElement("script");
+      script.id = "idle";
+      document.body.append(script, document.createElement("style"));
+    });
+    fixtures.routes.set("/text", { body: `<p id="code">window.textRan = true</p>` });
+    const outcome = await apply(
+      `<a href="/text#code" data-pat-inject="target: script#idle"></a>` +
+        `<a href="/text#code" data-pat-inject="target: style"></a>`,
+    );
+
+    const invalid = eventsOf(outcome, "patpush:invalid-snippet").map(
+      (event) => (event.detail as { reason: string }).reason,
+    );
+    assert.deepEqual(invalid, [
+      "target is a script or style element",
+      "target is a script or style element",
+    ]);
+    assert.equal(await page.evaluate(() => "textRan" in window), false);
+    assert.equal(await page.evaluate(() => document.getElementById("idle")?.textContent), "");
+    assert.deepEqual(fixtures.requests, []);
+  });
+
+  it("never replaces the document element", async () => {
+    const outcome = await apply(
+      `<a href="/fragment#main" data-pat-inject="target: html::element"></a>` +
+        `<a href="/fragment#main" data-pat-inject="target: :root::element::after"></a>`,
+    );
+
+    const invalid = eventsOf(outcome, "patpush:invalid-snippet").map(
+      (event) => (event.detail as { reason: string }).reason,
+    );
+    assert.deepEqual(invalid, ["target is the document element", "target is the document element"]);
+    assert.equal(outcome.html.main, "<p>old</p>");
+    assert.deepEqual(fixtures.requests, []);
+  });
+
+  it("applies at most MAX_TRIGGERS elements", async () => {
+    const trigger = `<a href="/fragment#more" data-pat-inject="target: #list::after"></a>`;
+    const outcome = await apply(trigger.repeat(20));
+
+    const invalid = eventsOf(outcome, "patpush:invalid-snippet");
+    assert.equal(invalid.length, 1);
+    assert.deepEqual(
+      { ...(invalid[0]?.detail as object), snippet: undefined },
+      { reason: "too many pat-inject elements", count: 20, max: 16, snippet: undefined },
+    );
+    assert.equal(fixtures.requests.length, 16);
   });
 
   it("never runs scripts or handlers", async () => {

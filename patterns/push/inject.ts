@@ -56,6 +56,14 @@ const INJECT_OPTIONS: readonly OptionSpec[] = [
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const SNIPPET_EXCERPT_CHARS = 200;
+/** Injection elements applied per snippet, so that one message cannot cause many requests. */
+export const MAX_TRIGGERS = 16;
+/**
+ * Elements whose content the injector never replaces. Text put into a
+ * `<script>` that has not run yet runs as script, and text in a `<style>`
+ * can read the page through selectors and send it away with `url()`.
+ */
+const RAW_TEXT_TARGETS = new Set(["script", "style"]);
 
 const logger = getLogger("pat-push");
 
@@ -85,8 +93,17 @@ export async function applySnippet(
     });
     return [];
   }
+  if (triggers.length > MAX_TRIGGERS) {
+    report(undefined, PushEvent.INVALID_SNIPPET, "snippet has too many pat-inject elements", {
+      reason: "too many pat-inject elements",
+      count: triggers.length,
+      max: MAX_TRIGGERS,
+      snippet,
+    });
+  }
 
-  return Promise.all(triggers.map((trigger) => applyTrigger(trigger, snippet, options)));
+  const applied = triggers.slice(0, MAX_TRIGGERS);
+  return Promise.all(applied.map((trigger) => applyTrigger(trigger, snippet, options)));
 }
 
 async function applyTrigger(
@@ -156,6 +173,10 @@ export async function injectFromUrl(
   return result;
 }
 
+function hasRawTextContent(element: Element): boolean {
+  return RAW_TEXT_TARGETS.has(element.localName.toLowerCase());
+}
+
 function findAnyTarget(steps: readonly InjectionStep[]): Element | undefined {
   for (const step of steps) {
     const target = step.targets?.[0] ?? querySafely(document, step.target.selector)?.[0];
@@ -177,6 +198,13 @@ function locateTargets(steps: readonly InjectionStep[], url: string): LocatedSte
         selector,
         url,
       });
+    } else if (!step.target.element && targets.some(hasRawTextContent)) {
+      const detail = { reason: "target is a script or style element", selector, url };
+      report(targets[0], PushEvent.INVALID_SNIPPET, `target "${selector}" is not allowed`, detail);
+    } else if (step.target.element && targets.includes(document.documentElement)) {
+      // Replacing or adding siblings to <html> would empty the page or throw.
+      const detail = { reason: "target is the document element", selector, url };
+      report(undefined, PushEvent.INVALID_SNIPPET, `target "${selector}" is not allowed`, detail);
     } else {
       located.push({ step, targets });
     }
@@ -204,17 +232,16 @@ async function fetchPage(
   };
 
   try {
+    // A redirect is not followed, because its target may lie outside the allowed
+    // origins and the browser hides the target of a redirect it did not follow.
     const response = await fetch(requestUrl.href, {
       credentials: "same-origin",
       headers: { Accept: "text/html" },
+      redirect: "manual",
       signal: controller.signal,
     });
+    if (response.type === "opaqueredirect") return failed(0, "redirect not followed");
     if (!response.ok) return failed(response.status, `status ${response.status}`);
-
-    // A redirect may have left the allowed origins, and then its content is not used.
-    const finalUrl = response.url === "" ? requestUrl : new URL(response.url);
-    const rejection = urlRejection(finalUrl, options.allowedOrigins);
-    if (rejection !== undefined) return failed(response.status, `redirected: ${rejection}`);
 
     return parseHtml(await response.text());
   } catch (error) {

@@ -270,6 +270,48 @@ describe("pat-push", () => {
     ]);
   });
 
+  it("skips reserved event names", async () => {
+    await openPage(connectionMarkup());
+    const socket = await standIn.waitForSockets(1);
+    send(socket, { type: "message", id: "4-0", event: "pat-inject-success" });
+    send(socket, { type: "message", id: "5-0", event: "doc-ready" });
+    await waitForEvents("doc-ready", 1);
+
+    assert.deepEqual(await recorded("pat-inject-success"), []);
+    assert.ok(
+      consoleEntries.some((entry) =>
+        entry.text.startsWith(`[pat-push] message event "pat-inject-success" is reserved`),
+      ),
+    );
+  });
+
+  it("ignores socket options of injected elements", async () => {
+    fixtures.routes.set("/docs/11", {
+      body:
+        `<div id="doc-11"><span id="inner-11" class="pat-push" ` +
+        `data-pat-push="socket-url: ws://127.0.0.2:9/push; allowed-origins: http://127.0.0.2:9">` +
+        `</span></div>`,
+    });
+    await openPage(connectionMarkup() + `<div id="doc-11">rendering</div>`);
+    const socket = await standIn.waitForSockets(1);
+    send(socket, {
+      type: "message",
+      id: "2-0",
+      html: `<a href="/docs/11#doc-11" data-pat-inject="target: #doc-11::element"></a>`,
+    });
+    await page.waitForSelector("#inner-11", { state: "attached" });
+
+    const opened = await page.evaluate(
+      () => window.patpush.getConnection("ws://127.0.0.2:9/push") !== undefined,
+    );
+    assert.equal(opened, false);
+    assert.ok(
+      consoleEntries.some((entry) =>
+        entry.text.startsWith("[pat-push] socket-url and allowed-origins of an injected element"),
+      ),
+    );
+  });
+
   it("injects the pushed snippet", async () => {
     await openPage(connectionMarkup() + `<div id="doc-7">rendering</div>`);
     const socket = await standIn.waitForSockets(1);

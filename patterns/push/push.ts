@@ -37,7 +37,17 @@ interface ConnectionEntry {
   queue: Promise<void>;
 }
 
+/** Source of a `.pat-push` element: the page's own markup, or an injected fragment. */
+type ElementOrigin = "page" | "injected";
+
 const TRIGGER = ".pat-push";
+/**
+ * Prefixes and names of the events that the pattern itself dispatches. A
+ * message may not use them as its `event`, so a message cannot pose as an
+ * injection, which would initialise elements, or as Patternslib's `push`.
+ */
+const RESERVED_EVENT_PREFIXES = ["patpush:", "pat-inject-"];
+const RESERVED_EVENT_NAMES = new Set<string>([PushEvent.PUSH]);
 const STATE_CLASS_PREFIX = "pat-push-state-";
 const logger = getLogger("pat-push");
 
@@ -51,10 +61,19 @@ let listening = false;
 
 /** Initialises every `.pat-push` element in `root`, and `root` itself, skipping those already done. */
 export function init(root: ParentNode = document): void {
+  initElements(root, "page");
+}
+
+/**
+ * Initialises the `.pat-push` elements of `root`. Elements that came with an
+ * injected fragment may listen for push ids, but they may not open
+ * connections or widen the allowed origins.
+ */
+function initElements(root: ParentNode, origin: ElementOrigin): void {
   listenOnDocument();
   const elements = Array.from(root.querySelectorAll(TRIGGER));
   if (root instanceof Element && root.matches(TRIGGER)) elements.unshift(root);
-  for (const element of elements) initElement(element);
+  for (const element of elements) initElement(element, origin);
 }
 
 /** Returns the connection opened for `socketUrl`, if an element asked for it. */
@@ -84,7 +103,7 @@ export function readOptions(element: Element): PushOptions {
   return options;
 }
 
-function initElement(element: Element): void {
+function initElement(element: Element, origin: ElementOrigin): void {
   if (initialised.has(element)) return;
   initialised.add(element);
 
@@ -92,6 +111,10 @@ function initElement(element: Element): void {
   if (options.debug) logger.level = "debug";
   if (options.pushId !== null && options.url === null) {
     logger.warn(`push-id "${options.pushId}" has no url, so the element is never updated`, element);
+  }
+  if (origin === "injected" && (options.socketUrl !== null || options.allowedOrigins.length > 0)) {
+    logger.warn("socket-url and allowed-origins of an injected element are ignored", element);
+    return;
   }
   if (options.socketUrl !== null) attachConnection(element, options);
   logger.debug("initialised", element);
@@ -108,7 +131,7 @@ function listenOnDocument(): void {
   document.body.addEventListener(PushEvent.PUSH, onPushEvent);
   // Injected markup may bring its own .pat-push elements.
   document.addEventListener(PushEvent.INJECTED, (event) => {
-    if (event.target instanceof Element) init(event.target);
+    if (event.target instanceof Element) initElements(event.target, "injected");
   });
 }
 
@@ -207,7 +230,7 @@ async function handleMessage(frame: MessageFrame): Promise<void> {
     await applySnippet(frame.html, injectOptions());
   }
   if (typeof frame.event === "string" && frame.event !== "") {
-    emit(document.body, frame.event, { data: frame.data, id: frame.id });
+    dispatchMessageEvent(frame.event, frame);
   }
   if (typeof frame.pushId === "string" && frame.pushId !== "") {
     const event = new CustomEvent(PushEvent.PUSH, {
@@ -215,9 +238,23 @@ async function handleMessage(frame: MessageFrame): Promise<void> {
       detail: { body: frame.pushId },
     });
     ownPushEvents.add(event);
-    document.body.dispatchEvent(event);
+    (document.body ?? document).dispatchEvent(event);
     await updatePushElements(frame.pushId);
   }
+}
+
+function dispatchMessageEvent(name: string, frame: MessageFrame): void {
+  const reserved =
+    RESERVED_EVENT_NAMES.has(name) ||
+    RESERVED_EVENT_PREFIXES.some((prefix) => name.toLowerCase().startsWith(prefix));
+  if (reserved) {
+    const detail = { reason: "reserved event name", event: name, id: frame.id };
+    logger.warn(`message event "${name}" is reserved for pat-push and not dispatched`, detail);
+    emit(document, PushEvent.INVALID_SNIPPET, detail);
+    return;
+  }
+  // document.body is null once an injection has replaced the page's <body> element.
+  emit(document.body ?? document, name, { data: frame.data, id: frame.id });
 }
 
 /** Refreshes every `.pat-push` element whose `push-id` is `pushId` from its `url`. */

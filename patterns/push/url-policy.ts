@@ -1,4 +1,10 @@
-/** URL policy of the injector: it fetches only http(s) URLs of the page's origin or an allowed origin. */
+/**
+ * URL policy of the injector: it fetches only http(s) URLs without user info,
+ * of the page's origin or an allowed origin. Every check runs on the URL as
+ * the browser's own parser resolves it, so spellings such as `//host`,
+ * `\\host`, `https:host`, `https://portal@host`, Unicode host names and
+ * embedded tabs or newlines are judged by the origin they really name.
+ */
 
 /** Resolves `href` against the document's base URL, or returns undefined when it is empty or invalid. */
 export function resolveUrl(href: string): URL | undefined {
@@ -15,6 +21,8 @@ export function urlRejection(url: URL, allowedOrigins: readonly string[] = []): 
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return `scheme ${url.protocol} is not http(s)`;
   }
+  // fetch() rejects such URLs anyway, and a user name can make a foreign host look familiar.
+  if (url.username !== "" || url.password !== "") return "URL contains user info";
   if (url.origin === window.location.origin) return undefined;
 
   const allowed = allowedOrigins.some((origin) => isSameOrigin(origin, url.origin));
