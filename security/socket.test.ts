@@ -12,11 +12,11 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import { randomBytes } from "node:crypto";
 import { after, describe, it } from "node:test";
 import { request } from "undici";
-import WebSocket from "ws";
 import type { ServerConfigInput } from "../server/config.ts";
 import {
   metricValue,
   openSocket,
+  rejectedUpgrade,
   sessionResponder,
   SESSIONS,
   startPortalStub,
@@ -24,6 +24,7 @@ import {
   type PortalStub,
   type TestServer,
   type TestSocket,
+  type RawRejection,
 } from "../server/test-support.ts";
 import { assertNoInternalDetail, assertNoSecrets, type HostileCase } from "./support.ts";
 
@@ -292,34 +293,14 @@ async function openAlice(test: TestServer): Promise<TestSocket> {
   return socket;
 }
 
-/** Sends an upgrade and resolves with the HTTP response that rejects it. */
-function upgradeRejection(
-  url: string,
-  attack: UpgradeAttack,
-): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+/** Sends the upgrade of `attack` and resolves with the HTTP response that rejects it. */
+function upgradeRejection(url: string, attack: UpgradeAttack): Promise<RawRejection> {
   const headers: Record<string, string> = {};
   if (attack.origin !== undefined) headers.origin = attack.origin;
   if (attack.cookie !== undefined) headers.cookie = attack.cookie;
   if (attack.forwardedFor !== undefined) headers["x-forwarded-for"] = attack.forwardedFor;
   const target = attack.query === undefined ? url : `${url}?${attack.query}`;
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target, { headers });
-    ws.on("unexpected-response", (_req, res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => {
-        ws.on("error", () => undefined);
-        ws.terminate();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-      });
-    });
-    ws.once("open", () => {
-      ws.terminate();
-      reject(new Error("the upgrade was accepted"));
-    });
-    ws.once("error", reject);
-  });
+  return rejectedUpgrade(target, headers);
 }
 
 async function metrics(test: TestServer): Promise<string> {

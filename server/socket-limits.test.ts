@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import type { IncomingHttpHeaders } from "node:http";
 import { after, describe, it } from "node:test";
 import { request } from "undici";
-import WebSocket from "ws";
 import type { ServerConfigInput } from "./config.ts";
 import {
   expectRejected,
   metricValue,
   openSocket,
+  rejectedUpgrade,
   sessionResponder,
   startPortalStub,
   startTestServer,
@@ -59,39 +59,6 @@ async function connect(
   sockets.push(socket);
   await socket.waitFor((frame) => frame.type === "welcome");
   return socket;
-}
-
-/** A rejected upgrade with its response headers. */
-interface RawRejection {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** Sends an upgrade with exactly `headers` and returns the HTTP response that rejects it. */
-function rejectedUpgrade(
-  url: string,
-  headers: Record<string, string>,
-  localAddress = "127.0.0.1",
-): Promise<RawRejection> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers, localAddress });
-    ws.on("unexpected-response", (_req, res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => {
-        ws.on("error", () => undefined);
-        ws.terminate();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-      });
-    });
-    ws.once("open", () => {
-      ws.terminate();
-      reject(new Error("expected the upgrade to be rejected, but the socket opened"));
-    });
-    ws.once("error", reject);
-  });
 }
 
 async function metricsOf(test: TestServer): Promise<string> {

@@ -2,7 +2,12 @@
  * Helpers for the push server tests: a portal auth stub on a real HTTP
  * server, a `ws` client that records frames, and a log capture.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import WebSocket from "ws";
@@ -206,6 +211,39 @@ export async function expectRejected(
     throw error;
   }
   throw new Error("expected the upgrade to be rejected, but the socket opened");
+}
+
+/** A rejected upgrade with its response headers. */
+export interface RawRejection {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** Sends an upgrade with exactly `headers` and returns the HTTP response that rejects it. */
+export function rejectedUpgrade(
+  url: string,
+  headers: Record<string, string>,
+  localAddress = "127.0.0.1",
+): Promise<RawRejection> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, localAddress });
+    ws.on("unexpected-response", (_req, res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => {
+        ws.on("error", () => undefined);
+        ws.terminate();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      });
+    });
+    ws.once("open", () => {
+      ws.terminate();
+      reject(new Error("expected the upgrade to be rejected, but the socket opened"));
+    });
+    ws.once("error", reject);
+  });
 }
 
 /** Log lines written by a logger made with {@link captureLogs}. */
