@@ -78,6 +78,11 @@ function eventsOfType(events: RecordedEvent[], type: string): RecordedEvent[] {
   return events.filter((event) => event.type === type);
 }
 
+/** Returns the welcome frames of the recorded `patpush:welcome` events, in order. */
+function welcomesOf(events: RecordedEvent[]): WelcomeFrame[] {
+  return eventsOfType(events, "patpush:welcome").map((event) => event.detail as WelcomeFrame);
+}
+
 function isPreviewMessage(event: RecordedEvent, documentId: number): boolean {
   const frame = event.detail as MessageFrame;
   return typeof frame.html === "string" && frame.html.includes(`#doc-${documentId}-preview`);
@@ -178,9 +183,7 @@ describe("recovery after a cut socket", () => {
     });
 
     const events = await recordedEvents(page);
-    const welcomes = eventsOfType(events, "patpush:welcome").map(
-      (event) => event.detail as WelcomeFrame,
-    );
+    const welcomes = welcomesOf(events);
     assert.equal(welcomes.length, 2, `welcomes: ${JSON.stringify(welcomes)}`);
     assert.equal(welcomes[0]?.recovery, "none");
     assert.equal(welcomes[1]?.recovery, "complete");
@@ -282,9 +285,7 @@ describe("recovery past its window", () => {
     });
 
     const events = await recordedEvents(page);
-    const welcomes = eventsOfType(events, "patpush:welcome").map(
-      (event) => event.detail as WelcomeFrame,
-    );
+    const welcomes = welcomesOf(events);
     assert.equal(welcomes.length, 2, `welcomes: ${JSON.stringify(welcomes)}`);
     assert.equal(welcomes[0]?.recovery, "none");
     assert.equal(welcomes[1]?.recovery, "gap");

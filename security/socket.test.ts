@@ -175,7 +175,7 @@ const CASES: HostileCase<Attack, Expected>[] = [
       config: { maxSocketsPerUser: 2 },
       before: 2,
     },
-    // The cache returns the session, so the portal sees no request for the rejected upgrade.
+    // The cache returns the session, so the rejected upgrade sends no request to the portal.
     expected: { status: 429, code: "PATPUSH_TOO_MANY_SOCKETS", portalRequests: 0 },
   },
   {
@@ -269,7 +269,7 @@ async function startPortal(initial: PortalMode): Promise<Portal> {
     else if (mode === "no-user") res.writeHead(200).end('{"channels":[]}');
     else if (mode === "redirect") res.writeHead(302, { location: "/login" }).end();
     else if (mode === "revoke") res.writeHead(401).end();
-    // "hang" never answers, so the push server's authTimeoutMs ends the request.
+    // "hang" never responds, so the push server's authTimeoutMs ends the request.
   };
   const stub = await startPortalStub(respond);
   cleanups.push(() => stub.close());
@@ -354,7 +354,7 @@ async function runSocket(attack: SocketAttack, expected: ClosedSocket): Promise<
     const text = await metrics(test);
     assert.equal(metricValue(text, expected.metric), 1, expected.metric);
   }
-  // Only the upgrade asks the portal, and a revalidation once more.
+  // The upgrade sends one auth request, and a revalidation sends one more.
   const portalRequests = attack.kind === "revalidate" ? 2 : 1;
   assert.equal(portal.headers.length, portalRequests, "portal requests");
   assertNoSecrets(test.logs.text(), SECRETS, "log");

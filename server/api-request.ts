@@ -3,10 +3,8 @@ import type { HttpRequest, HttpResponse } from "@trufflesuite/uws-js-unofficial"
 import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../common/logger.ts";
 import { writeJson, type Header } from "./http.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle, REJECTION_LOG_INTERVAL_MS } from "./log-throttle.ts";
 
-/** Interval of the rejection log throttle, in milliseconds. */
-const REJECTION_LOG_INTERVAL_MS = 10_000;
 
 /** Codes in the `code` field of every producer API error body. */
 export const ApiErrorCode = {

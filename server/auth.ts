@@ -46,7 +46,7 @@ const DEFAULT_MAX_CACHE_ENTRIES = 10_000;
 /** An auth request in flight, shared by every caller with the same cookies. */
 interface InFlight {
   promise: Promise<AuthIdentity>;
-  /** Users logged out while the request ran, for whom its response is stale. */
+  /** Users logged out while the request ran: a response naming one of them is stale. */
   loggedOut: Set<string>;
 }
 
@@ -151,7 +151,10 @@ export class PortalAuth {
     return formatCookieHeader(jar).length > this.#options.maxCookieBytes;
   }
 
-  /** Rejects oversized cookies before the portal sees them, which would answer 431 or fail. */
+  /**
+   * Returns the rejection of oversized cookies, made before any portal
+   * request, because a portal would return 431 or fail on them.
+   */
   #cookiesTooLarge(): AuthError {
     return new AuthError(
       ServerErrorCode.COOKIE_TOO_LARGE,

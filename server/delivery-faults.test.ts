@@ -40,11 +40,11 @@ const STEP_LIMIT_MS = 15_000;
 /** Reconnect delays of the clients, shorter than the browser default to keep the run short. */
 const BACKOFF = { baseMs: 100, maxMs: 1000 };
 
-/** Rejects with "timed out after … waiting for <what>" unless `promise` settles in time. */
-async function within<T>(promise: Promise<T>, limitMs: number, what: string): Promise<T> {
+/** Rejects with "timed out after … waiting for <description>" unless `promise` settles in time. */
+async function within<T>(promise: Promise<T>, limitMs: number, description: string): Promise<T> {
   const controller = new AbortController();
   const timeout = delay(limitMs, undefined, { signal: controller.signal }).then(() => {
-    throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    throw new Error(`timed out after ${limitMs} ms waiting for ${description}`);
   });
   try {
     return await Promise.race([promise, timeout]);
@@ -55,11 +55,11 @@ async function within<T>(promise: Promise<T>, limitMs: number, what: string): Pr
 }
 
 /** Resolves once `condition` returns true, checking every 50 ms, or rejects after `limitMs`. */
-async function waitUntil(condition: () => boolean, limitMs: number, what: string): Promise<void> {
+async function waitUntil(condition: () => boolean, limitMs: number, description: string): Promise<void> {
   const deadline = performance.now() + limitMs;
   while (!condition()) {
     if (performance.now() > deadline) {
-      throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+      throw new Error(`timed out after ${limitMs} ms waiting for ${description}`);
     }
     await delay(50);
   }

@@ -3,6 +3,12 @@
  * next logged line carries how many were skipped in between.
  */
 
+/**
+ * Interval of the throttles of rejection log lines (upgrades, inbound frames,
+ * API requests), in milliseconds: one line per reason and client every 10 s.
+ */
+export const REJECTION_LOG_INTERVAL_MS = 10_000;
+
 /** Maximum number of keys tracked. Past it, the oldest key goes and its next line is logged. */
 const DEFAULT_MAX_KEYS = 10_000;
 

@@ -18,7 +18,7 @@ import { Delivery } from "./delivery.ts";
 import { PushServerError, ServerErrorCode } from "./errors.ts";
 import { RecoveryHistory } from "./history.ts";
 import { writeJson } from "./http.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle, REJECTION_LOG_INTERVAL_MS } from "./log-throttle.ts";
 import { closeCodeLabel, PushMetrics, writeMetrics } from "./metrics.ts";
 import { REJECTION_REASONS } from "./rejection.ts";
 import { resumeSocket, sendReplay } from "./resume.ts";
@@ -96,7 +96,7 @@ class UwsPushServer implements PushServer {
   readonly #revalidation: Revalidation<Connection>;
   readonly #upgrade: SocketUpgrade;
   /** One warning per rejected inbound frame reason and address every 10 seconds. */
-  readonly #frameLogThrottle = new LogThrottle(10_000);
+  readonly #frameLogThrottle = new LogThrottle(REJECTION_LOG_INTERVAL_MS);
   readonly #drain: SocketDrain<Connection>;
   #listenSocket: us_listen_socket | undefined;
   #unsubscribe: (() => void) | undefined;

@@ -642,8 +642,8 @@ describe("redis bus trimmed during an outage", { timeout: 30_000 }, () => {
     assert.ok(firstKept, "the stream keeps entries");
     assert.equal(compareMessageIds(resets[0]!.from, firstKept), -1, "coverage starts below them");
     const resetIndex = events.indexOf(resets[0]!);
-    const kept = events.slice(resetIndex).filter((event) => event.type === "message");
-    assert.equal(kept.length, 5, "the five kept entries follow the reset");
+    const afterReset = events.slice(resetIndex).filter((event) => event.type === "message");
+    assert.equal(afterReset.length, 5, "the five kept entries follow the reset");
     const warned = logs.records().find((r) => r.msg === "done stream trimmed past unread entries");
     assert.ok(warned, "the loss is logged");
   });

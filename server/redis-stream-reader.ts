@@ -243,7 +243,7 @@ export class StreamReader {
    * Sends a reset coverage when entries after `lastId` were trimmed before
    * this reader saw them, for example when more than streamMaxLen entries
    * arrived during an outage. Open sockets missed them, so the push server
-   * closes them and answers their resumes with a gap. `firstReadId` is the
+   * closes them and reports a gap when they resume. `firstReadId` is the
    * first entry of a read that is about to be handed over.
    */
   #coverLoss(state: StreamState, lastId: MessageId, firstReadId: MessageId | undefined): void {

@@ -7,11 +7,9 @@ import type { HttpResponse } from "@trufflesuite/uws-js-unofficial";
 import type { Logger } from "../common/logger.ts";
 import { AuthError, ServerErrorCode } from "./errors.ts";
 import { clipForLog, writeJson, type Header } from "./http.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle, REJECTION_LOG_INTERVAL_MS } from "./log-throttle.ts";
 import type { PushMetrics } from "./metrics.ts";
 
-/** Interval of the rejection log throttle, in milliseconds. */
-const REJECTION_LOG_INTERVAL_MS = 10_000;
 
 /** The short reasons of a TOO_MANY_SOCKETS rejection, which tell the two limits apart. */
 export const PER_USER_REASON = "too many sockets for this user";

@@ -35,9 +35,9 @@ export function parseLastId(query: string | undefined): MessageId | undefined {
     throw invalidLastId(`last appears ${values.length} times; send it once`);
   }
   const value: string = values[0] ?? "";
-  const shown = JSON.stringify(value.slice(0, 64));
+  const quotedValue = JSON.stringify(value.slice(0, 64));
   if (isMessageId(value)) return value;
-  throw invalidLastId(`last id ${shown} is not a message id (<ms>-<seq>)`);
+  throw invalidLastId(`last id ${quotedValue} is not a message id (<ms>-<seq>)`);
 }
 
 function invalidLastId(detail: string): AuthError {

@@ -150,8 +150,10 @@ export class Revalidation<T extends RevalidatedConnection> {
 
 function sameChannels(a: readonly string[], b: readonly string[]): boolean {
   const granted = new Set(a);
-  const held = new Set(b);
-  if (granted.size !== held.size) return false;
-  for (const channel of granted) if (!held.has(channel)) return false;
+  const current = new Set(b);
+  if (granted.size !== current.size) return false;
+  for (const channel of granted) {
+    if (!current.has(channel)) return false;
+  }
   return true;
 }

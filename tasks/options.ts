@@ -275,9 +275,9 @@ export function validateTaskOptions(
 
 /**
  * Checks a built task, or one read back from a queue, against the rules a
- * producer applies: the name, form, headers and cookies are valid and
- * allowed, so changed queue data cannot add a Host header or smuggle a line
- * break. Returns the problem lines, without values, or an empty array.
+ * producer applies to its name, form, headers and cookies. So changed queue
+ * data cannot add a Host header or smuggle a line break. Returns the problem
+ * lines, without values, or an empty array.
  */
 function findTaskFieldProblems(task: Task, config: TaskConfig): string[] {
   const problems: string[] = [];
