@@ -149,7 +149,9 @@ describe("revalidation", { timeout: 30_000 }, () => {
     const env = await setup();
     const socket = await connect(env);
 
-    await waitUntil(() => env.portal.requests.length >= 3, "two revalidations");
+    // Each check falls 0.75-1.25 s after the previous one, then waits for the next 1 s
+    // sweep, so two take up to about 4.5 s, and longer on a busy machine.
+    await waitUntil(() => env.portal.requests.length >= 3, "two revalidations", 10_000);
     await env.test.bus.publish({ user: "alice", pushId: "still-open" });
 
     await socket.waitFor((frame) => frame.type === "message" && frame.pushId === "still-open");
