@@ -158,6 +158,33 @@ describe("portal auth", () => {
     });
   }
 
+  it("keeps at most authConnections connections to the portal", async () => {
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const connections = new Set<string>();
+    const { auth } = await setup(
+      (req, res) => {
+        connections.add(`${req.socket.remoteAddress}:${req.socket.remotePort}`);
+        inFlight++;
+        mostInFlight = Math.max(mostInFlight, inFlight);
+        setTimeout(() => {
+          inFlight--;
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(JSON.stringify({ user: "u", channels: [] }));
+        }, 30);
+      },
+      { authConnections: 2 },
+    );
+
+    const sessions = Array.from({ length: 12 }, (_, i) => auth.authenticate(`__ac=session-${i}`));
+    const identities = await Promise.all(sessions);
+
+    assert.equal(identities.length, 12);
+    assert.ok(identities.every((identity) => identity.user === "u"));
+    assert.equal(mostInFlight, 2, "requests in flight at once");
+    assert.ok(connections.size <= 2, `${connections.size} connections opened`);
+  });
+
   it("returns 503 on timeout", async () => {
     // The stub never responds, so only the client's time limit ends the request.
     const { auth } = await setup(() => undefined, { authTimeoutMs: 200 });

@@ -16,6 +16,8 @@ export interface PortalAuthOptions {
   authUrl: string;
   cookieNames: readonly string[];
   authTimeoutMs: number;
+  /** Maximum number of connections to the auth URL's origin at once; further requests wait. @defaultValue 32 */
+  authConnections?: number;
   authCacheTtlMs: number;
   authRejectCacheTtlMs: number;
   /** Maximum number of cached sessions, past which the oldest goes. @defaultValue 10000 */
@@ -32,6 +34,9 @@ export interface PortalAuthOptions {
  */
 /** Default of {@link PortalAuthOptions.maxCookieBytes}: RFC 6265 requires browsers to support cookies of at least 4096 bytes. */
 const DEFAULT_MAX_COOKIE_BYTES = 4096;
+
+/** Default of {@link PortalAuthOptions.authConnections}. */
+const DEFAULT_AUTH_CONNECTIONS = 32;
 
 const identitySchema = z.object({
   user: z.string().min(1).max(256),
@@ -72,11 +77,13 @@ export class PortalAuth {
   constructor(options: PortalAuthOptions) {
     this.#options = {
       ...options,
+      authConnections: options.authConnections ?? DEFAULT_AUTH_CONNECTIONS,
       maxCacheEntries: options.maxCacheEntries ?? DEFAULT_MAX_CACHE_ENTRIES,
       maxCookieBytes: options.maxCookieBytes ?? DEFAULT_MAX_COOKIE_BYTES,
       now: options.now ?? Date.now,
     };
     this.#agent = new Agent({
+      connections: this.#options.authConnections,
       headersTimeout: options.authTimeoutMs,
       bodyTimeout: options.authTimeoutMs,
       connect: { timeout: options.authTimeoutMs },

@@ -26,6 +26,7 @@ describe("server config", () => {
       allowedOrigins: ["http://127.0.0.1:8480"],
       cookieNames: ["__ac"],
       authTimeoutMs: 5000,
+      authConnections: 32,
       authCacheTtlMs: 10_000,
       authRejectCacheTtlMs: 2000,
       maxCookieBytes: 4096,

@@ -59,6 +59,12 @@ export const serverConfigSchema = z
       .default(["__ac"]),
     /** Time limit of one auth request, in milliseconds. @defaultValue 5000 */
     authTimeoutMs: z.number().int().min(1).max(60_000).default(5000),
+    /**
+     * Most connections open to the auth URL's origin at once; further auth
+     * requests wait for a free one. Bounds the portal's load and this
+     * server's file descriptors during a reconnect storm. @defaultValue 32
+     */
+    authConnections: z.number().int().min(1).max(1024).default(32),
     /** Cache lifetime of an accepted session, in ms, or 0 for none. @defaultValue 10000 */
     authCacheTtlMs: z.number().int().min(0).default(10_000),
     /** Cache lifetime of a 401/403 rejection, in ms, or 0 for none. @defaultValue 2000 */

@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from "undici";
+import { getGlobalDispatcher, type Dispatcher } from "undici";
 import { formatCookieHeader } from "../common/cookies.ts";
 import type { TaskConfig } from "./config.ts";
 import { DispatchError, DispatchErrorCode } from "./errors.ts";
@@ -215,11 +215,15 @@ export async function dispatchTask(
 
   let result: Classified;
   try {
-    const response = await request(task.url, {
+    // Dispatcher.request skips the URL parsing and option copying of undici's top-level request().
+    const url = new URL(task.url);
+    const dispatcher = options.dispatcher ?? getGlobalDispatcher();
+    const response = await dispatcher.request({
+      origin: url.origin,
+      path: url.pathname + url.search,
       method: "POST",
       headers,
       body,
-      dispatcher: options.dispatcher,
       headersTimeout: config.requestTimeoutMs,
       bodyTimeout: config.requestTimeoutMs,
     });

@@ -1,0 +1,94 @@
+# Installs what the patpush tests and benchmarks need when it is missing:
+# the npm packages, and Debian's packages when running as root with apt-get.
+# Sourced by scripts/test.sh and scripts/bench.sh; messages start with
+# $install_log_prefix.
+install_log_prefix="${install_log_prefix:-install}"
+
+chromium_path="${PATPUSH_CHROMIUM:-/usr/bin/chromium}"
+
+install_npm_packages() {
+  if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    return
+  fi
+  echo "$install_log_prefix: installing npm packages"
+  if [ "${CI:-}" = "true" ]; then
+    npm ci --no-audit --no-fund
+  else
+    npm install --no-audit --no-fund
+  fi
+}
+
+install_chromium() {
+  if [ -x "$chromium_path" ]; then
+    return
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "$install_log_prefix: installing Debian's chromium package"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      echo "$install_log_prefix: apt-get could not install chromium" >&2
+    fi
+  fi
+  if [ ! -x "$chromium_path" ]; then
+    echo "$install_log_prefix: Chromium not found at $chromium_path." >&2
+    echo "$install_log_prefix: install Debian's package as root: apt-get install chromium" >&2
+    echo "$install_log_prefix: or set PATPUSH_CHROMIUM to the path of a Chromium binary." >&2
+    exit 1
+  fi
+}
+
+install_redis() {
+  if command -v "${PATPUSH_REDIS_SERVER:-redis-server}" >/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "$install_log_prefix: installing Debian's redis-server package"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; then
+      echo "$install_log_prefix: apt-get could not install redis-server" >&2
+    fi
+  fi
+  if ! command -v "${PATPUSH_REDIS_SERVER:-redis-server}" >/dev/null; then
+    echo "$install_log_prefix: redis-server not found; tests start their own on a free port." >&2
+    echo "$install_log_prefix: install Debian's package as root: apt-get install redis-server" >&2
+    echo "$install_log_prefix: or set PATPUSH_REDIS_SERVER to the path of a redis-server binary." >&2
+    exit 1
+  fi
+}
+
+# The Python producer example is tested with Debian's python3 and python3-redis.
+install_python_redis() {
+  local python="${PATPUSH_PYTHON:-/usr/bin/python3}"
+  if "$python" -c "import redis" 2>/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "$install_log_prefix: installing Debian's python3-redis package"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-redis >/dev/null; }; then
+      echo "$install_log_prefix: apt-get could not install python3-redis" >&2
+    fi
+  fi
+  if ! "$python" -c "import redis" 2>/dev/null; then
+    echo "$install_log_prefix: $python cannot import redis." >&2
+    echo "$install_log_prefix: install Debian's packages as root: apt-get install python3 python3-redis" >&2
+    echo "$install_log_prefix: or set PATPUSH_PYTHON to a Python 3 that has the redis package." >&2
+    exit 1
+  fi
+}
+
+# The task benchmark compares with Celery, from Debian's python3-celery and
+# python3-requests. Without them that comparison is skipped, not failed.
+install_python_celery() {
+  local python="${PATPUSH_PYTHON:-/usr/bin/python3}"
+  if "$python" -c "import celery, requests" 2>/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "$install_log_prefix: installing Debian's python3-celery and python3-requests packages"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-celery python3-requests >/dev/null; }; then
+      echo "$install_log_prefix: apt-get could not install python3-celery" >&2
+    fi
+  fi
+  if ! "$python" -c "import celery, requests" 2>/dev/null; then
+    echo "$install_log_prefix: $python cannot import celery and requests; the Celery comparison is skipped." >&2
+    echo "$install_log_prefix: install Debian's packages as root: apt-get install python3-celery python3-requests" >&2
+  fi
+}
