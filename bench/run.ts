@@ -139,7 +139,14 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  let options: Options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
   const outDir = path.join(ROOT, "bench", "results", ...(options.quick ? ["quick"] : []));
   await mkdir(outDir, { recursive: true });
   const machine = machineInfo();

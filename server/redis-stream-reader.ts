@@ -22,7 +22,7 @@ import {
 } from "./stream-position.ts";
 
 /** Maximum number of stream entries one XREAD returns. */
-const READ_COUNT = 1000;
+const READ_COUNT = 100;
 
 /** Pause after a failed stream read before the next attempt, in milliseconds. */
 const READ_RETRY_MS = 250;

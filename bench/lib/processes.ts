@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 /** Options of {@link spawnPinned}. */
@@ -11,8 +11,8 @@ export interface SpawnPinnedOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /**
-   * Decides whether a stdout line reports readiness; `null` resolves as soon as the
-   * process has spawned, for servers that print nothing (poll their ready URL then).
+   * Decides whether a stdout line reports readiness. `null` resolves as soon as
+   * the process has spawned, for servers that print nothing; poll their ready URL then.
    * @defaultValue a JSON line with `"ready": true`
    */
   isReady?: ((line: string) => boolean) | null;
@@ -176,4 +176,46 @@ export async function spawnPinned(options: SpawnPinnedOptions): Promise<PinnedPr
     stop,
     stderrTail,
   };
+}
+
+/** Returns the PIDs of this process's direct children, read from /proc. */
+export function childPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // The command name is in parentheses and may hold spaces; the parent PID follows the state.
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (parent === process.pid) pids.push(Number(entry));
+    } catch {
+      // The process exited while the list was read.
+    }
+  }
+  return pids;
+}
+
+/**
+ * Stops this process's children on SIGINT or SIGTERM, by PID: SIGTERM first,
+ * SIGKILL to what is left after `graceMs`, then exits with 130. For scenario
+ * scripts whose servers would otherwise outlive an interrupted run.
+ */
+export function stopChildrenOnSignal(graceMs = 3_000): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      for (const pid of childPids()) signalPid(pid, "SIGTERM");
+      setTimeout(() => {
+        for (const pid of childPids()) signalPid(pid, "SIGKILL");
+        process.exit(130);
+      }, graceMs);
+    });
+  }
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // It has exited already.
+  }
 }

@@ -1,8 +1,9 @@
 /**
- * The test bed of every socket scenario against one server: its own redis-server,
- * the portal stub, the server pinned to CPU 0, load generator workers pinned
- * to CPU 1, and a publisher in this process (which pins itself to CPU 1).
- * {@link startSocketEnv} starts them and `stop()` ends exactly those processes.
+ * The test bed of every socket scenario against one server. It has its own
+ * redis-server, the portal stub, the server pinned to CPU 0 and load generator
+ * workers pinned to CPU 1. The publisher runs in this process, which pins
+ * itself to CPU 1. {@link startSocketEnv} starts them all, and `stop()` ends
+ * exactly those processes.
  */
 import { execFileSync } from "node:child_process";
 import { Redis } from "ioredis";

@@ -331,13 +331,23 @@ export const SOCKET_SCENARIOS: Record<string, (options: ScenarioOptions) => Prom
 };
 
 async function main(argv: string[]): Promise<void> {
+  const usage = `usage: sockets.ts S1|S2|S3|S4|S5 [--quick] [--peers ${PEER_NAMES.join(",")}]\n`;
   const name = argv[0] ?? "";
-  const quick = argv.includes("--quick");
-  const peersFlag = argv.indexOf("--peers");
-  const peers = peersFlag >= 0 ? (argv[peersFlag + 1] ?? "").split(",").filter(Boolean) : [...PEER_NAMES];
+  let quick = false;
+  let peers: string[] = [...PEER_NAMES];
+  for (let index = 1; index < argv.length; index++) {
+    const arg = argv[index];
+    if (arg === "--quick") quick = true;
+    else if (arg === "--peers" && (argv[index + 1] ?? "").split(",").some(Boolean)) {
+      peers = (argv[++index] ?? "").split(",").filter(Boolean);
+    } else {
+      process.stderr.write(`${arg === "--peers" ? "--peers needs a list of peers" : `unknown argument ${arg}`}\n${usage}`);
+      process.exit(2);
+    }
+  }
   const scenario = SOCKET_SCENARIOS[name];
   if (!scenario) {
-    process.stderr.write(`usage: sockets.ts S1|S2|S3|S4|S5 [--quick] [--peers ${PEER_NAMES.join(",")}]\n`);
+    process.stderr.write(usage);
     process.exit(2);
   }
   const result = await scenario({ quick, peers });

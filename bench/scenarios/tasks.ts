@@ -10,6 +10,7 @@ import { componentVersions, machineInfo, type MachineInfo } from "../lib/machine
 import { freePort } from "../../common/free-port.ts";
 import { measureSystem, QUIET_PCT, type TaskRow, type TaskSizes } from "../tasks/measure.ts";
 import { TASK_SYSTEMS, type TaskSystem } from "../tasks/systems.ts";
+import { stopChildrenOnSignal } from "../lib/processes.ts";
 import { PAD_BYTES, patpushJobBytes } from "../tasks/task-payload.ts";
 
 /** Results of the task scenario, in the shape every scenario writes to bench/results. */
@@ -155,10 +156,34 @@ export async function runTasksScenario(options: TasksScenarioOptions = {}): Prom
   };
 }
 
+const USAGE = `usage: tasks.ts [--quick] [--systems=${TASK_SYSTEMS.map((s) => s.name).join(",")}]`;
+
+/** Parses the command line; exits with status 2 and the usage on anything else. */
+function parseCommandLine(args: string[]): { quick: boolean; systems: TaskSystem["name"][] | undefined } {
+  let quick = false;
+  let systems: TaskSystem["name"][] | undefined;
+  for (const arg of args) {
+    if (arg === "--quick") quick = true;
+    else if (arg.startsWith("--systems=")) {
+      const names = arg.slice("--systems=".length).split(",").filter(Boolean);
+      const known = TASK_SYSTEMS.map((s) => s.name as string);
+      const unknown = names.filter((name) => !known.includes(name));
+      if (names.length === 0 || unknown.length > 0) {
+        process.stderr.write(`unknown system ${unknown.join(", ") || "(none given)"}\n${USAGE}\n`);
+        process.exit(2);
+      }
+      systems = names as TaskSystem["name"][];
+    } else {
+      process.stderr.write(`${arg === "--help" || arg === "-h" ? "" : `unknown argument ${arg}\n`}${USAGE}\n`);
+      process.exit(arg === "--help" || arg === "-h" ? 0 : 2);
+    }
+  }
+  return { quick, systems };
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const quick = process.argv.includes("--quick");
-  const only = process.argv.find((arg) => arg.startsWith("--systems="))?.slice("--systems=".length);
-  const systems = only?.split(",") as TaskSystem["name"][] | undefined;
+  stopChildrenOnSignal();
+  const { quick, systems } = parseCommandLine(process.argv.slice(2));
   const results = await runTasksScenario({ quick, systems });
   console.log(JSON.stringify(results, null, 2));
   // Pending timers of a failed step must not keep the process alive after the results are out.
