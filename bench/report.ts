@@ -237,8 +237,8 @@ function ladderCharts(rows: Row[], id: string, title: string, charts: Map<string
   const anyUnderLimit = summaries.some(([, [row]]) => (num(row?.bestDeliveriesPerSec) ?? 0) > 0);
   const field = anyUnderLimit ? "bestDeliveriesPerSec" : "maxLosslessDeliveriesPerSec";
   const bars = summaries.map(([peer, [row]]) => ({ label: peer, value: num(row?.[field]) ?? 0 }));
-  const what = anyUnderLimit ? "deliveries/s with p99 < 100 ms" : "highest deliveries/s without loss";
-  charts.set(`${id.toLowerCase()}-deliveries.svg`, barChart({ title: `${id} ${title}: ${what}`, unit: "/s", bars }));
+  const measure = anyUnderLimit ? "deliveries/s with p99 < 100 ms" : "highest deliveries/s without loss";
+  charts.set(`${id.toLowerCase()}-deliveries.svg`, barChart({ title: `${id} ${title}: ${measure}`, unit: "/s", bars }));
 }
 
 /** Server CPU time per delivered frame, in microseconds: comparable even when the load side saturated. */

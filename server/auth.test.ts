@@ -158,15 +158,15 @@ describe("portal auth", () => {
     });
   }
 
-  it("keeps at most authConnections connections to the portal", async () => {
+  it("limits connections to the portal", async () => {
     let inFlight = 0;
-    let mostInFlight = 0;
+    let maxInFlight = 0;
     const connections = new Set<string>();
     const { auth } = await setup(
       (req, res) => {
         connections.add(`${req.socket.remoteAddress}:${req.socket.remotePort}`);
         inFlight++;
-        mostInFlight = Math.max(mostInFlight, inFlight);
+        maxInFlight = Math.max(maxInFlight, inFlight);
         setTimeout(() => {
           inFlight--;
           res.writeHead(200, { "content-type": "application/json" });
@@ -181,7 +181,7 @@ describe("portal auth", () => {
 
     assert.equal(identities.length, 12);
     assert.ok(identities.every((identity) => identity.user === "u"));
-    assert.equal(mostInFlight, 2, "requests in flight at once");
+    assert.equal(maxInFlight, 2, "requests in flight at once");
     assert.ok(connections.size <= 2, `${connections.size} connections opened`);
   });
 

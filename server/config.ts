@@ -60,8 +60,8 @@ export const serverConfigSchema = z
     /** Time limit of one auth request, in milliseconds. @defaultValue 5000 */
     authTimeoutMs: z.number().int().min(1).max(60_000).default(5000),
     /**
-     * Most connections open to the auth URL's origin at once; further auth
-     * requests wait for a free one. Bounds the portal's load and this
+     * Maximum number of connections to the auth URL's origin at once; further
+     * auth requests wait for a free one. It bounds the portal's load and this
      * server's file descriptors during a reconnect storm. @defaultValue 32
      */
     authConnections: z.number().int().min(1).max(1024).default(32),

@@ -20,12 +20,12 @@ import { freePort } from "../../common/free-port.ts";
 import { startRedisServer } from "../../common/redis-test-server.ts";
 import { launchChromium } from "../../e2e/browser.ts";
 import { BUNDLE_PATH, ensureBrowserBundle } from "../../examples/portal/bundle.ts";
+import { startPeer } from "../lib/peers.ts";
 import type { PinnedProcess } from "../lib/processes.ts";
 import { estimateClockOffset, nodeClockMs } from "./clock-offset.ts";
 import { BENCH_SESSION, LOG_ELEMENT_ID, startPageServer } from "./page-server.ts";
 import { installProbe, readPageClock, readProbeReport, waitForWelcome } from "./page-probe.ts";
 import { publishOneByOne } from "./publish-loop.ts";
-import { startPushServerProcess } from "./push-server-process.ts";
 import { computeLatencies, type ClockReadings, type MessageLatencies } from "./timings.ts";
 
 /** Options of {@link measureBrowserLatency}. */
@@ -125,7 +125,8 @@ async function measure(options: DriverOptions): Promise<BrowserMeasurement> {
   });
   cleanups.push(() => page.close());
 
-  const pushServer: PinnedProcess = await startPushServerProcess({
+  // The same `patpush push-server` command, settings and readiness check as the socket scenarios.
+  const pushServer: PinnedProcess = await startPeer("patpush", {
     cpus: options.pushCpus,
     port: pushPort,
     redisUrl: redisServer.url,

@@ -48,7 +48,7 @@ export interface WorkerStats {
   replayed: number;
   /** Encoded LatencyHistogram of those messages' publish -> receive. */
   replayLatency: string;
-  /** Per user index: messages delivered, when the reset asked for it. */
+  /** Per user index: messages delivered, when the reset requested it. */
   perUser?: Record<number, number>;
 }
 

@@ -305,6 +305,16 @@ async function open(openSpec: OpenSpec, deadlineMs: number): Promise<OpenResult>
   return settled(startedMs, startedMs + deadlineMs);
 }
 
+/** Destroys the connection's socket; the new generation makes its late events stale. */
+function takeDown(conn: Conn): void {
+  clearTimeout(conn.welcomeTimer);
+  conn.socket?.destroy();
+  conn.socket = undefined;
+  conn.open = false;
+  conn.pending = false;
+  conn.generation++;
+}
+
 /** Destroys every socket at once, then reconnects each after a random delay up to `jitterMs`. */
 async function dropAll(jitterMs: number, storm: number, deadlineMs: number): Promise<OpenResult> {
   const startedMs = Date.now();
@@ -312,12 +322,7 @@ async function dropAll(jitterMs: number, storm: number, deadlineMs: number): Pro
   const downAtUs = nowUs();
   queue.length = 0;
   for (const conn of conns) {
-    clearTimeout(conn.welcomeTimer);
-    conn.socket?.destroy();
-    conn.socket = undefined;
-    conn.open = false;
-    conn.pending = false;
-    conn.generation++;
+    takeDown(conn);
     conn.downAtUs = downAtUs;
   }
   openCount = 0;
@@ -341,10 +346,7 @@ function forceClose(fraction: number, reconnectDelayMs: number): number {
     const pick = i + Math.floor(Math.random() * (candidates.length - i));
     const conn = candidates[pick]!;
     candidates[pick] = candidates[i]!;
-    conn.socket?.destroy();
-    conn.socket = undefined;
-    conn.open = false;
-    conn.generation++;
+    takeDown(conn);
     openCount--;
     conn.downAtUs = downAtUs;
     conn.retryUntil = Date.now() + 60_000;
@@ -356,12 +358,7 @@ function forceClose(fraction: number, reconnectDelayMs: number): number {
 function closeAll(): void {
   queue.length = 0;
   for (const conn of conns) {
-    clearTimeout(conn.welcomeTimer);
-    conn.socket?.destroy();
-    conn.socket = undefined;
-    conn.open = false;
-    conn.pending = false;
-    conn.generation++;
+    takeDown(conn);
     conn.retryUntil = 0;
   }
   conns.length = 0;

@@ -20,21 +20,12 @@ const REPLY_GRACE_MS = 10_000;
 /** Options of {@link LoadGenerator.open}: the socket count, which it splits between workers, and the rest of the spec. */
 export type OpenOptions = Omit<OpenSpec, "first" | "count"> & { count: number; deadlineMs: number };
 
-/** Counters of every worker, merged. */
-export interface LoadStats {
-  open: number;
-  pending: number;
-  opens: number;
-  failed: Record<string, number>;
-  closed: Record<string, number>;
-  delivered: number;
-  duplicates: number;
-  late: number;
+/** Counters of every worker, merged: the histograms as summaries, the per-user counts as a map. */
+export type LoadStats = Omit<WorkerStats, "latency" | "replayLatency" | "perUser"> & {
   latency: LatencySummary;
-  replayed: number;
   replayLatency: LatencySummary;
   perUser?: Map<number, number>;
-}
+};
 
 class WorkerClient {
   #nextId = 1;

@@ -96,6 +96,8 @@ export async function runS5(options: RecoveryOptions): Promise<ScenarioResult> {
         const recipientOf = (): Recipient => userRecipient(Math.floor(Math.random() * sockets));
         const firstN = await warmUp(env, recipientOf, 1);
         await env.loadgen.resetStats(firstN);
+
+        // Publish for the whole step, and force closes every closeEveryMs while it runs.
         const before = await env.sample();
         const publishing = publishAtRate(env, rate, durationMs, firstN, recipientOf);
         let forcedCloses = 0;
@@ -107,6 +109,8 @@ export async function runS5(options: RecoveryOptions): Promise<ScenarioResult> {
           await Promise.race([sleep(closeEveryMs), publishing]);
         }
         const published = await publishing;
+
+        // Wait for every socket to reopen, then for the deliveries, including replays.
         const reopenDeadline = Date.now() + 15_000;
         while (Date.now() < reopenDeadline) {
           const stats = await env.loadgen.stats();
@@ -116,6 +120,7 @@ export async function runS5(options: RecoveryOptions): Promise<ScenarioResult> {
         const stats = await waitForDeliveries(env, published.published, 10_000);
         const after = await env.sample();
         const expected = published.published;
+
         return {
           peer,
           rate,

@@ -195,6 +195,18 @@ async function runLadder(
 }
 
 /** Adds a note when sockets failed to open, or opened only after failed attempts. */
+/** Builds the summary row of one peer's ladder. */
+function summaryRow(peer: string, ladder: LadderOutcome): Row {
+  return {
+    peer,
+    summary: true,
+    bestDeliveriesPerSec: ladder.bestDeliveriesPerSec,
+    bestRate: ladder.bestRate,
+    maxLosslessDeliveriesPerSec: ladder.maxLosslessDeliveriesPerSec,
+    saturationRate: ladder.saturationRate,
+  };
+}
+
 function noteOpenProblems(result: ScenarioResult, peer: string, sockets: number, opened: OpenResult): void {
   if (opened.open < sockets) {
     result.notes.push(`${peer}: only ${opened.open} of ${sockets} sockets opened (failed attempts: ${JSON.stringify(opened.failed)})`);
@@ -231,14 +243,7 @@ export async function runS2(options: ScenarioOptions): Promise<ScenarioResult> {
         const plan = { durationMs, drainMs, recipientOf, fanout: opened.open };
         const ladder = await runLadder(env, rates, plan, opened.open, firstN, BROADCAST_STOP_P99_MS);
         result.rows.push(...ladder.rows);
-        result.rows.push({
-          peer,
-          summary: true,
-          bestDeliveriesPerSec: ladder.bestDeliveriesPerSec,
-          bestRate: ladder.bestRate,
-          maxLosslessDeliveriesPerSec: ladder.maxLosslessDeliveriesPerSec,
-          saturationRate: ladder.saturationRate,
-        });
+        result.rows.push(summaryRow(peer, ladder));
       });
     } catch (error) {
       result.rows.push(failedRow(peer, error));
@@ -303,12 +308,7 @@ export async function runS3(options: UnicastOptions): Promise<ScenarioResult> {
           nextN = await runHalfStep(knownHalfRate, nextN);
         }
         result.rows.push({
-          peer,
-          summary: true,
-          bestDeliveriesPerSec: ladder.bestDeliveriesPerSec,
-          bestRate: ladder.bestRate,
-          maxLosslessDeliveriesPerSec: ladder.maxLosslessDeliveriesPerSec,
-          saturationRate: ladder.saturationRate,
+          ...summaryRow(peer, ladder),
           halfOfUwsRawRate: halfRate ?? null,
           halfOfUwsRawP99Ms: halfStep?.p99Ms ?? null,
         });
