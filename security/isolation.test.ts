@@ -48,6 +48,8 @@ interface Tag {
 class TestClient {
   readonly received: Array<{ frame: MessageFrame; tag: Tag }> = [];
   readonly foreign: string[] = [];
+  /** Closes and errors that the test did not cause, which fail the test. */
+  readonly events: string[] = [];
   welcome: WelcomeFrame | undefined;
   #ws: WebSocket | undefined;
 
@@ -83,6 +85,12 @@ class TestClient {
       localAddress: `127.0.${1 + Math.floor(this.index / 200)}.${2 + (this.index % 200)}`,
     });
     this.#ws = ws;
+    ws.on("close", (code, reason) => {
+      if (this.#ws === ws) {
+        this.events.push(`closed ${code} "${String(reason)}" at ${new Date().toISOString()}`);
+      }
+    });
+    ws.on("error", (error) => this.events.push(`error ${error.message}`));
     const welcomed = new Promise<void>((resolve, reject) => {
       ws.once("error", reject);
       ws.once("unexpected-response", (_req, res) =>
@@ -119,6 +127,7 @@ class TestClient {
   async close(): Promise<void> {
     const ws = this.#ws;
     if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
+    this.#ws = undefined;
     const closed = new Promise((resolve) => ws.once("close", resolve));
     ws.close();
     await closed;
@@ -256,6 +265,12 @@ describe("isolation", () => {
         [],
         `seed ${SEED}: socket ${client.index} of ${client.user} received foreign messages`,
       );
+      assert.deepEqual(
+        client.events,
+        [],
+        `seed ${SEED}: socket ${client.index} of ${client.user} closed unexpectedly; ` +
+          `server log of the socket:\n${serverLog(client)}`,
+      );
       const seqs = client.received.map((entry) => entry.tag.seq);
       const duplicates = seqs.filter((value, i) => seqs.indexOf(value) !== i);
       assert.deepEqual(duplicates, [], `seed ${SEED}: socket ${client.index} got duplicates`);
@@ -267,9 +282,20 @@ describe("isolation", () => {
         missing.slice(0, 20),
         [],
         `seed ${SEED}, ${phase}: socket ${client.index} of ${client.user} missed ` +
-          `${missing.length} of ${want.size} messages`,
+          `${missing.length} of ${want.size} messages; server log of the socket:\n` +
+          serverLog(client),
       );
     }
+  }
+
+  /** Returns the server's log lines about `client`'s socket, one per line. */
+  function serverLog(client: TestClient): string {
+    const conn = client.welcome?.conn;
+    return client.server.logs
+      .records()
+      .filter((record) => conn !== undefined && record.conn === conn)
+      .map((record) => JSON.stringify(record))
+      .join("\n");
   }
 
   /** Returns the seqs of `planned` that `client` should receive. */

@@ -287,43 +287,59 @@ class UwsPushServer implements PushServer {
   }
 
   /**
-   * Subscribes the socket, then sends the welcome and the replayed frames in
-   * one synchronous run, so no delivery can come between them.
+   * Registers the socket and defers the rest to {@link #welcome}, in a
+   * microtask that runs after the upgrade's `res.cork()` has returned. In
+   * uWS.js 20.30, cork() reads the old HTTP response's state from memory that
+   * the upgrade released. Native work done here (a subscribe, a send, a log
+   * write) can reuse that memory, and cork() then closed the new socket with
+   * 1006 (uNetworking/uWebSockets pull request 1929).
    */
   #onOpen(ws: WebSocket<Connection>): void {
     const connection = ws.getUserData();
     this.#sockets.add(ws);
     this.#revalidation.schedule(ws);
-    for (const topic of connection.topics) ws.subscribe(topic);
+    queueMicrotask(() => this.#welcome(ws, connection));
+  }
 
-    const resumption = resumeSocket(
-      this.#history,
-      this.#delivery.position,
-      connection.topics,
-      connection.last,
-    );
+  /**
+   * Subscribes the socket, then sends the welcome and the replayed frames in
+   * one synchronous run, so no delivery can come between them. Does nothing
+   * for a socket that closed or began to drain since it opened.
+   */
+  #welcome(ws: WebSocket<Connection>, connection: Connection): void {
+    if (connection.closed || connection.draining) return;
+    ws.cork(() => {
+      for (const topic of connection.topics) ws.subscribe(topic);
 
-    const welcome: WelcomeFrame = {
-      type: "welcome",
-      id: resumption.id,
-      recovery: resumption.recovery,
-      user: connection.user,
-      channels: connection.channels,
-      conn: connection.conn,
-    };
-    ws.send(JSON.stringify(welcome), false, false);
-    this.#metrics.recoveries.inc({ outcome: resumption.recovery });
-    connection.logger.info(
-      {
-        channels: connection.channels.length,
+      const resumption = resumeSocket(
+        this.#history,
+        this.#delivery.position,
+        connection.topics,
+        connection.last,
+      );
+
+      const welcome: WelcomeFrame = {
+        type: "welcome",
+        id: resumption.id,
         recovery: resumption.recovery,
-        last: connection.last,
-        replaying: resumption.frames.length,
-      },
-      "socket opened",
-    );
-    const sent = sendReplay(ws, resumption.frames, this.#sockets);
-    this.#metrics.framesReplayed.inc(sent);
+        user: connection.user,
+        channels: connection.channels,
+        conn: connection.conn,
+      };
+      ws.send(JSON.stringify(welcome), false, false);
+      this.#metrics.recoveries.inc({ outcome: resumption.recovery });
+      connection.logger.info(
+        {
+          channels: connection.channels.length,
+          recovery: resumption.recovery,
+          last: connection.last,
+          replaying: resumption.frames.length,
+        },
+        "socket opened",
+      );
+      const sent = sendReplay(ws, resumption.frames, this.#sockets);
+      this.#metrics.framesReplayed.inc(sent);
+    });
   }
 
   #onMessage(ws: WebSocket<Connection>, message: ArrayBuffer, isBinary: boolean): void {
