@@ -198,6 +198,37 @@ describe("portal auth", () => {
     assert.match(error.message, /did not respond within 200 ms/);
   });
 
+  it("returns 503 on a stalled body", async () => {
+    // Headers arrive at once, but the body never ends.
+    const { auth } = await setup(
+      (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write('{"user":');
+      },
+      { authTimeoutMs: 200 },
+    );
+
+    const error = await expectAuthError(
+      auth.authenticate("__ac=alice-session"),
+      "PATPUSH_AUTH_UNAVAILABLE",
+      503,
+    );
+    assert.equal(error.reason, "portal timed out");
+  });
+
+  it("aborts a request in flight on close", async () => {
+    // The stub never responds and the time limit is far off, so only close() ends the request.
+    const { portal, auth } = await setup(() => undefined, { authTimeoutMs: 60_000 });
+    const pending = auth.authenticate("__ac=alice-session");
+    while (portal.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+
+    const rejected = expectAuthError(pending, "PATPUSH_AUTH_UNAVAILABLE", 503);
+    await auth.close();
+
+    const error = await rejected;
+    assert.equal(error.reason, "portal unreachable");
+  });
+
   it("returns 503 on connection refused", async () => {
     const auth = new PortalAuth({
       authUrl: await closedPortUrl(),

@@ -72,7 +72,9 @@ export class PortalAuth {
   readonly #agent: Agent;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inFlight = new Map<string, InFlight>();
-  readonly #closeController = new AbortController();
+  /** Controllers of the portal requests in flight, which close() aborts. */
+  readonly #requests = new Set<AbortController>();
+  #closed = false;
 
   constructor(options: PortalAuthOptions) {
     this.#options = {
@@ -149,7 +151,8 @@ export class PortalAuth {
 
   /** Aborts requests in flight and closes the HTTP connections to the portal. */
   async close(): Promise<void> {
-    this.#closeController.abort();
+    this.#closed = true;
+    for (const controller of this.#requests) controller.abort();
     await this.#agent.destroy();
     this.#cache.clear();
   }
@@ -242,13 +245,29 @@ export class PortalAuth {
     }
   }
 
+  /**
+   * Requests the identity of `cookie` under one abort controller and a timer
+   * that is cleared when the request ends. AbortSignal.timeout() would keep
+   * its signal and timer alive for the whole authTimeoutMs after the response,
+   * which in a burst of upgrades costs memory for every recent socket.
+   */
   async #fetchIdentity(cookie: string): Promise<AuthIdentity> {
-    const { authUrl, authTimeoutMs } = this.#options;
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(authTimeoutMs),
-      this.#closeController.signal,
-    ]);
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(new DOMException("auth request timed out", "TimeoutError"));
+    }, this.#options.authTimeoutMs);
+    this.#requests.add(controller);
+    if (this.#closed) controller.abort();
+    try {
+      return await this.#requestIdentity(cookie, controller.signal);
+    } finally {
+      clearTimeout(timer);
+      this.#requests.delete(controller);
+    }
+  }
 
+  async #requestIdentity(cookie: string, signal: AbortSignal): Promise<AuthIdentity> {
+    const { authUrl, authTimeoutMs } = this.#options;
     let response: Awaited<ReturnType<typeof request>>;
     try {
       // undici's request() does not follow redirects, so a 3xx arrives here as is.
