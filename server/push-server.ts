@@ -14,7 +14,7 @@ import { Admission } from "./admission.ts";
 import { PortalAuth } from "./auth.ts";
 import type { Bus } from "./bus.ts";
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
-import { Delivery } from "./delivery.ts";
+import { Delivery, socketTopics } from "./delivery.ts";
 import { PushServerError, ServerErrorCode } from "./errors.ts";
 import { RecoveryHistory } from "./history.ts";
 import { writeJson } from "./http.ts";
@@ -24,7 +24,7 @@ import { REJECTION_REASONS } from "./rejection.ts";
 import { resumeSocket, sendReplay } from "./resume.ts";
 import { Revalidation } from "./revalidation.ts";
 import { SocketDrain } from "./shutdown.ts";
-import { SocketRegistry } from "./socket-registry.ts";
+import { connectionFields, SocketRegistry } from "./socket-registry.ts";
 import { SocketUpgrade, type Connection } from "./upgrade.ts";
 import { loadUws, type Uws } from "./uws.ts";
 
@@ -112,7 +112,7 @@ class UwsPushServer implements PushServer {
     this.#auth = new PortalAuth(config);
     this.#app = uws.App();
     this.#metrics = new PushMetrics(() => this.#sockets.size, REJECTION_REASONS);
-    this.#sockets = new SocketRegistry(config.maxBackpressureBytes, this.#metrics);
+    this.#sockets = new SocketRegistry(config.maxBackpressureBytes, this.#metrics, logger);
     this.#drain = new SocketDrain(this.#sockets);
     this.#history = new RecoveryHistory({
       windowMs: config.recoveryWindowMs,
@@ -144,11 +144,12 @@ class UwsPushServer implements PushServer {
       isClosing: () => this.#closing !== undefined,
       logger,
     });
-    this.#upgrade = new SocketUpgrade(this.#admission, logger);
+    this.#upgrade = new SocketUpgrade(this.#admission);
     this.#revalidation = new Revalidation({
       intervalMs: config.revalidateIntervalMs,
       auth: this.#auth,
       metrics: this.#metrics,
+      logger,
     });
     this.#addRoutes(api);
   }
@@ -309,12 +310,13 @@ class UwsPushServer implements PushServer {
   #welcome(ws: WebSocket<Connection>, connection: Connection): void {
     if (connection.closed || connection.draining) return;
     ws.cork(() => {
-      for (const topic of connection.topics) ws.subscribe(topic);
+      const topics = socketTopics(connection);
+      for (const topic of topics) ws.subscribe(topic);
 
       const resumption = resumeSocket(
         this.#history,
         this.#delivery.position,
-        connection.topics,
+        topics,
         connection.last,
       );
 
@@ -328,8 +330,9 @@ class UwsPushServer implements PushServer {
       };
       ws.send(JSON.stringify(welcome), false, false);
       this.#metrics.recoveries.inc({ outcome: resumption.recovery });
-      connection.logger.info(
+      this.#logger.info(
         {
+          ...connectionFields(connection),
           channels: connection.channels.length,
           recovery: resumption.recovery,
           last: connection.last,
@@ -351,7 +354,10 @@ class UwsPushServer implements PushServer {
       return;
     }
     // Clients have nothing to send, and maxPayloadLength already bounds each frame.
-    connection.logger.debug({ bytes: message.byteLength }, "inbound frame ignored");
+    this.#logger.debug(
+      { ...connectionFields(connection), bytes: message.byteLength },
+      "inbound frame ignored",
+    );
   }
 
   #onClose(ws: WebSocket<Connection>, code: number, message: ArrayBuffer): void {
@@ -367,16 +373,19 @@ class UwsPushServer implements PushServer {
       const { maxPayloadBytes } = this.#config;
       this.#logFrameRejection(connection, "too_large", { code, maxPayloadBytes });
     }
-    connection.logger.info({ code }, "socket closed");
+    this.#logger.info({ ...connectionFields(connection), code }, "socket closed");
     this.#drain.onClose();
   }
 
   /** Logs a rejected inbound frame, at most once per reason and address every 10 seconds. */
   #logFrameRejection(connection: Connection, reason: string, fields: object): void {
-    const { ip, logger } = connection;
+    const { ip } = connection;
     const skipped = this.#frameLogThrottle.admit(`${reason}|${ip}`);
     if (skipped === undefined) return;
-    logger.warn({ ...fields, reason, ip, skipped }, "inbound frame rejected");
+    this.#logger.warn(
+      { ...connectionFields(connection), ...fields, reason, ip, skipped },
+      "inbound frame rejected",
+    );
   }
 }
 

@@ -11,10 +11,12 @@ import type { AuthIdentity, PortalAuth } from "./auth.ts";
 import { AuthError } from "./errors.ts";
 import { LogThrottle } from "./log-throttle.ts";
 import type { PushMetrics, RevalidationCloseReason } from "./metrics.ts";
+import { connectionFields } from "./socket-registry.ts";
 
 /** Socket user data that revalidation reads and writes. */
 export interface RevalidatedConnection extends AuthIdentity {
-  logger: Logger;
+  /** Id of the connection in the logs. */
+  conn: string;
   /** The allowed cookies of the upgrade, as a `Cookie` header value. */
   sessionCookies: string;
   /** True once the socket has closed, after which it must not be touched. */
@@ -29,6 +31,7 @@ export interface RevalidationOptions {
   intervalMs: number;
   auth: PortalAuth;
   metrics: PushMetrics;
+  logger: Logger;
   /** Clock in milliseconds since the epoch. @defaultValue `Date.now` */
   now?: () => number;
   /** Random number in [0, 1) that spreads the checks. @defaultValue `Math.random` */
@@ -114,7 +117,7 @@ export class Revalidation<T extends RevalidatedConnection> {
           // The client reconnects and its new socket gets the channels the portal grants now.
           this.#close(ws, "changed", CloseCode.RESTART, "session channels changed");
         } else {
-          connection.logger.debug("session revalidated");
+          this.#options.logger.debug(connectionFields(connection), "session revalidated");
           this.schedule(ws);
         }
       },
@@ -138,9 +141,14 @@ export class Revalidation<T extends RevalidatedConnection> {
     error?: unknown,
   ): void {
     this.#options.metrics.revalidationCloses.inc({ reason });
-    const { logger } = ws.getUserData();
+    const { logger } = this.#options;
     // The error message names the auth URL and status, never a cookie.
-    const fields = { code, reason, ...(error === undefined ? {} : { err: error }) };
+    const fields = {
+      ...connectionFields(ws.getUserData()),
+      code,
+      reason,
+      ...(error === undefined ? {} : { err: error }),
+    };
     const skipped = this.#logThrottle.admit(reason);
     if (skipped === undefined) logger.debug(fields, "socket closed by revalidation");
     else logger.warn({ ...fields, skipped }, "socket closed by revalidation");

@@ -10,7 +10,17 @@ import type { PushMetrics } from "./metrics.ts";
 /** Socket user data that the registry reads. */
 export interface RegisteredConnection {
   user: string;
-  logger: Logger;
+  /** Id of the connection in the logs. */
+  conn: string;
+}
+
+/**
+ * Returns the fields that name a socket in a log line. Sockets carry these
+ * two strings rather than a child logger each, which would cost memory on
+ * every idle socket.
+ */
+export function connectionFields(connection: RegisteredConnection): { conn: string; user: string } {
+  return { conn: connection.conn, user: connection.user };
 }
 
 /** Open sockets, all of them and by user. */
@@ -19,10 +29,12 @@ export class SocketRegistry<T extends RegisteredConnection> {
   readonly #byUser = new Map<string, Set<WebSocket<T>>>();
   readonly #maxBackpressureBytes: number;
   readonly #metrics: PushMetrics;
+  readonly #logger: Logger;
 
-  constructor(maxBackpressureBytes: number, metrics: PushMetrics) {
+  constructor(maxBackpressureBytes: number, metrics: PushMetrics, logger: Logger) {
     this.#maxBackpressureBytes = maxBackpressureBytes;
     this.#metrics = metrics;
+    this.#logger = logger;
   }
 
   get size(): number {
@@ -83,8 +95,12 @@ export class SocketRegistry<T extends RegisteredConnection> {
     if (bufferedBytes <= this.#maxBackpressureBytes) return false;
 
     this.#metrics.slowConsumerCloses.inc();
-    ws.getUserData().logger.warn(
-      { bufferedBytes, maxBackpressureBytes: this.#maxBackpressureBytes },
+    this.#logger.warn(
+      {
+        ...connectionFields(ws.getUserData()),
+        bufferedBytes,
+        maxBackpressureBytes: this.#maxBackpressureBytes,
+      },
       "slow socket closed",
     );
     // The close frame queues behind the buffered frames, so the client reads them first.

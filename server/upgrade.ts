@@ -9,24 +9,23 @@ import type {
   HttpResponse,
   us_socket_context_t,
 } from "@trufflesuite/uws-js-unofficial";
-import type { Logger } from "../common/logger.ts";
 import type { MessageId } from "../protocol/message-id.ts";
 import type { Admission } from "./admission.ts";
 import type { AuthIdentity } from "./auth.ts";
-import { socketTopics } from "./delivery.ts";
 import { writeRejection } from "./rejection.ts";
 import type { RevalidatedConnection } from "./revalidation.ts";
 
-/** Per-socket state that uWS keeps as the socket's user data. */
+/**
+ * Per-socket state that uWS keeps as the socket's user data. Every idle socket
+ * pays for each field, so it contains nothing that can be derived. Log lines
+ * name the socket with connectionFields(), and socketTopics() returns its topics.
+ */
 export interface Connection extends AuthIdentity, RevalidatedConnection {
   conn: string;
-  logger: Logger;
   /** Remote address of the upgrade. The socket takes one of its maxSocketsPerIp slots. */
   ip: string;
   /** The `last` query parameter of the upgrade: the id of the last message the client saw. */
   last: MessageId | undefined;
-  /** The user topic and the channel topics of this socket. */
-  topics: string[];
   /** True once shutdown waits for this socket's send buffer to drain before closing it. */
   draining: boolean;
 }
@@ -34,14 +33,12 @@ export interface Connection extends AuthIdentity, RevalidatedConnection {
 /** Upgrades sockets that pass admission, and rejects the others with a JSON body. */
 export class SocketUpgrade {
   readonly #admission: Admission;
-  readonly #logger: Logger;
   /** Random prefix of connection ids, so ids from different server runs differ in the logs. */
   readonly #connPrefix = randomBytes(3).toString("hex");
   #connCount = 0;
 
-  constructor(admission: Admission, logger: Logger) {
+  constructor(admission: Admission) {
     this.#admission = admission;
-    this.#logger = logger;
   }
 
   /** The `upgrade` handler of the socket route. */
@@ -81,13 +78,11 @@ export class SocketUpgrade {
       const connection: Connection = {
         ...identity,
         conn,
-        logger: this.#logger.child({ conn, user: identity.user }),
         ip,
         sessionCookies,
         closed: false,
         revalidateAtS: undefined,
         last,
-        topics: socketTopics(identity),
         draining: false,
       };
       // patpush defines no subprotocol, so the response names none. uWS calls the open
