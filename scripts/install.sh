@@ -77,18 +77,19 @@ install_python_redis() {
 # The task benchmark compares with Celery, from Debian's python3-celery and
 # python3-requests. Without them that comparison is skipped, not failed.
 install_python_celery() {
+  # Celery reaches its Redis broker through redis-py, so the comparison needs python3-redis too.
   local python="${PATPUSH_PYTHON:-/usr/bin/python3}"
-  if "$python" -c "import celery, requests" 2>/dev/null; then
+  if "$python" -c "import celery, redis, requests" 2>/dev/null; then
     return
   fi
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "$install_log_prefix: installing Debian's python3-celery and python3-requests packages"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-celery python3-requests >/dev/null; }; then
+    echo "$install_log_prefix: installing Debian's python3-celery, python3-redis and python3-requests packages"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-celery python3-redis python3-requests >/dev/null; }; then
       echo "$install_log_prefix: apt-get could not install python3-celery" >&2
     fi
   fi
-  if ! "$python" -c "import celery, requests" 2>/dev/null; then
-    echo "$install_log_prefix: $python cannot import celery and requests; the Celery comparison is skipped." >&2
-    echo "$install_log_prefix: install Debian's packages as root: apt-get install python3-celery python3-requests" >&2
+  if ! "$python" -c "import celery, redis, requests" 2>/dev/null; then
+    echo "$install_log_prefix: $python cannot import celery, redis and requests; the Celery comparison is skipped." >&2
+    echo "$install_log_prefix: install Debian's packages as root: apt-get install python3-celery python3-redis python3-requests" >&2
   fi
 }
