@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { runS2, runS3, type Row, type ScenarioResult } from "./scenarios/sockets.ts";
+import { runS1, runS2, runS3, type Row, type ScenarioResult } from "./scenarios/sockets.ts";
 
 const PEERS = ["patpush", "uws-raw"];
 const RESULT_FIELDS = ["scenario", "startedAt", "machine", "versions", "command", "pinning", "rows", "notes"];
@@ -30,6 +30,21 @@ function checkResult(result: ScenarioResult): void {
 }
 
 describe("socket scenarios", { timeout: 120_000 }, () => {
+  it("S1 quick measures RSS with and without collection", async () => {
+    const result = await runS1({ quick: true, peers: PEERS });
+    for (const peer of PEERS) {
+      const row = result.rows.find((candidate) => candidate.peer === peer);
+      assert.ok(row !== undefined, `S1 has no row of ${peer}: ${JSON.stringify(result.rows)}`);
+      assert.notEqual(row.failed, true, `${peer}: ${String(row.error)}`);
+      // A server that ignored the collection signal would have died of SIGUSR2 before this count.
+      assert.equal(row.sockets, 200, `${peer}: sockets open`);
+      for (const field of ["rssBeforeGcBytes", "rssAfterGcBytes"]) {
+        assert.ok((row[field] as number) > 0, `${peer}: ${field} is ${String(row[field])}`);
+      }
+      assert.equal(typeof row.bytesPerSocketAfterGc, "number", `${peer}: bytesPerSocketAfterGc`);
+    }
+  });
+
   it("S2 quick delivers every broadcast", async () => {
     checkResult(await runS2({ quick: true, peers: PEERS }));
   });

@@ -128,12 +128,18 @@ function targets(records: Map<string, RecordFile>): Target[] {
   const out: Target[] = [];
   const rows = (id: string): Row[] => records.get(id)?.results?.rows ?? [];
 
+  // The target uses RSS after full garbage collections; the value without them is shown beside it.
   const s1 = rows("S1").find((r) => r.peer === "patpush");
-  const perSocket = num(s1?.bytesPerSocket);
+  const perSocket = num(s1?.bytesPerSocketAfterGc);
+  const perSocketNoGc = num(s1?.bytesPerSocket);
   out.push({
     scenario: "S1",
     target: "patpush RSS per authenticated socket <= 4 KB",
-    measured: perSocket === undefined ? "not measured" : `${count(perSocket)} bytes at ${count(s1?.sockets)} sockets`,
+    measured:
+      perSocket === undefined
+        ? "not measured"
+        : `${count(perSocket)} bytes at ${count(s1?.sockets)} sockets after garbage collection ` +
+          `(${count(perSocketNoGc)} bytes without it)`,
     met: check(perSocket, (v) => v <= 4096),
   });
 
@@ -388,10 +394,11 @@ ${table(["scenario", "target", "measured", "met"], goals.map((t) => [t.scenario,
   parts.push(
     section(records.get("S1"), "S1", (results) => {
       const rows = results.rows.filter((r) => r.failed !== true);
-      charts.set("s1-rss.svg", barChart({ title: "S1 idle: RSS per authenticated socket", unit: "bytes", bars: rows.map((r) => ({ label: String(r.peer), value: num(r.bytesPerSocket) ?? 0 })) }));
+      const mib = (value: unknown) => (num(value) ?? 0) / 2 ** 20;
+      charts.set("s1-rss.svg", barChart({ title: "S1 idle: RSS per authenticated socket, after garbage collection", unit: "bytes", bars: rows.map((r) => ({ label: String(r.peer), value: num(r.bytesPerSocketAfterGc) ?? 0 })) }));
       return `${table(
-        ["peer", "sockets open", "failed", "RSS before MiB", "RSS after MiB", "bytes per socket"],
-        rows.map((r) => [r.peer, r.sockets, r.failed, (num(r.rssBeforeBytes) ?? 0) / 2 ** 20, (num(r.rssAfterBytes) ?? 0) / 2 ** 20, r.bytesPerSocket]),
+        ["peer", "sockets open", "failed", "RSS before MiB", "RSS after MiB", "bytes per socket", "RSS before, collected MiB", "RSS after, collected MiB", "bytes per socket, collected"],
+        rows.map((r) => [r.peer, r.sockets, r.failed, mib(r.rssBeforeBytes), mib(r.rssAfterBytes), r.bytesPerSocket, mib(r.rssBeforeGcBytes), mib(r.rssAfterGcBytes), r.bytesPerSocketAfterGc]),
       )}\n\n![RSS per socket](benchmarks/s1-rss.svg)\n`;
     }),
   );

@@ -76,6 +76,8 @@ export interface PeerStartOptions {
   origin: string;
   /** `redis://127.0.0.1:<port>` of the benchmark's own redis-server. */
   redisUrl: string;
+  /** Node.js flags for this run only, after those of BENCH_SERVER_NODE_FLAGS. */
+  nodeFlags?: readonly string[];
 }
 
 /** A process to spawn: `command args...` in `cwd` with `env` added to the parent's environment. */
@@ -121,7 +123,7 @@ function serverNodeFlags(): string[] {
 function peerCommand(file: string, options: PeerStartOptions): PeerCommand {
   return {
     command: process.execPath,
-    args: [...serverNodeFlags(), "--import", "tsx", `bench/peers/${file}`],
+    args: [...serverNodeFlags(), ...(options.nodeFlags ?? []), "--import", "tsx", `bench/peers/${file}`],
     cwd: REPO_ROOT,
     env: {
       BENCH_PORT: String(options.port),
@@ -134,7 +136,7 @@ function peerCommand(file: string, options: PeerStartOptions): PeerCommand {
 function patpushCommand(options: PeerStartOptions): PeerCommand {
   return {
     command: process.execPath,
-    args: [...serverNodeFlags(), "bin/patpush.mjs", "push-server"],
+    args: [...serverNodeFlags(), ...(options.nodeFlags ?? []), "bin/patpush.mjs", "push-server"],
     cwd: REPO_ROOT,
     env: {
       PATPUSH_REDIS_URL: options.redisUrl,

@@ -47,9 +47,14 @@ export function newResult(scenario: string, options: ScenarioOptions, notes: str
 }
 
 /** Runs `body` against a fresh environment for `peer` and always stops what it started. */
-export async function withEnv<T>(peer: PeerName, maxSockets: number, body: (env: SocketEnv) => Promise<T>): Promise<T> {
+export async function withEnv<T>(
+  peer: PeerName,
+  maxSockets: number,
+  body: (env: SocketEnv) => Promise<T>,
+  nodeFlags: readonly string[] = [],
+): Promise<T> {
   pinSelfToLoadCpu();
-  const env = await startSocketEnv(peer, maxSockets);
+  const env = await startSocketEnv(peer, maxSockets, nodeFlags);
   try {
     return await body(env);
   } finally {

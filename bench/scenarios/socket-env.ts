@@ -113,8 +113,15 @@ export async function stopRunningEnvs(): Promise<void> {
   await Promise.all([...runningEnvs].map((env) => env.stop()));
 }
 
-/** Starts Redis, the stub, the server of `peerName` and enough load generator workers for `maxSockets`. */
-export async function startSocketEnv(peerName: PeerName, maxSockets: number): Promise<SocketEnv> {
+/**
+ * Starts Redis, the stub, the server of `peerName` (with `nodeFlags` added to
+ * its Node.js flags) and enough load generator workers for `maxSockets`.
+ */
+export async function startSocketEnv(
+  peerName: PeerName,
+  maxSockets: number,
+  nodeFlags: readonly string[] = [],
+): Promise<SocketEnv> {
   const peer = PEERS[peerName];
   const cleanups: (() => Promise<unknown>)[] = [];
   let env: SocketEnv | undefined;
@@ -133,7 +140,13 @@ export async function startSocketEnv(peerName: PeerName, maxSockets: number): Pr
     cleanups.push(() => stub.close());
 
     const port = await freePort();
-    const command = peer.command({ port, authUrl: stub.authUrl, origin: stub.origin, redisUrl: redis.url });
+    const command = peer.command({
+      port,
+      authUrl: stub.authUrl,
+      origin: stub.origin,
+      redisUrl: redis.url,
+      nodeFlags,
+    });
     const server = await spawnPinned({
       cpus: SERVER_CPU,
       command: [command.command, ...command.args],

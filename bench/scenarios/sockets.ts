@@ -7,7 +7,7 @@
  * CLI: `node --import tsx bench/scenarios/sockets.ts S2 [--quick] [--peers patpush,uws-raw]`
  * prints the JSON on stdout.
  */
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { OpenResult } from "../lib/loadgen-protocol.ts";
 import { CHANNEL_RECIPIENT, PEER_NAMES, userRecipient, type Recipient } from "../lib/peers.ts";
 import {
@@ -39,38 +39,71 @@ export const P99_LIMIT_MS = 100;
 
 // ---------------------------------------------------------------- S1 idle
 
-/** S1: the server's RSS per authenticated idle socket, near the fd limit. */
+/** Preload that runs two full garbage collections on SIGUSR2, see gc-on-signal.mjs. */
+const GC_PRELOAD = fileURLToPath(new URL("../lib/gc-on-signal.mjs", import.meta.url));
+
+/** Time a server gets to collect and give pages back before S1 reads its RSS again. */
+const GC_SETTLE_MS = 2_000;
+
+/** Runs two full garbage collections in `server` and returns its RSS after them. */
+async function rssAfterGc(server: { pid: number; rssBytes(): number }): Promise<number> {
+  process.kill(server.pid, "SIGUSR2");
+  await sleep(GC_SETTLE_MS);
+  return server.rssBytes();
+}
+
+/** Returns the RSS growth per open socket, or null when none is open. */
+function perSocket(beforeBytes: number, afterBytes: number, open: number): number | null {
+  return open > 0 ? Math.round((afterBytes - beforeBytes) / open) : null;
+}
+
+/**
+ * S1: the server's RSS per authenticated idle socket, near the fd limit,
+ * read as it is and again after full garbage collections in the server.
+ */
 export async function runS1(options: ScenarioOptions): Promise<ScenarioResult> {
   const sockets = options.quick ? 200 : 19_800;
   const idleMs = options.quick ? 1_000 : 5_000;
   const result = newResult("S1", options, [
-    `RSS is VmRSS of the server process: once after a warm-up (200 sockets opened and closed, then ${idleMs / 1000} s idle) and again after ${sockets} sockets opened, authenticated and idle for ${idleMs / 1000} s. Garbage collection is not forced.`,
+    `RSS is VmRSS of the server process: once after a warm-up (200 sockets opened and closed, then ${idleMs / 1000} s idle) and again after ${sockets} sockets opened, authenticated and idle for ${idleMs / 1000} s.`,
+    `Each RSS is read twice: as it is, and after two full garbage collections in the server (every server runs with --expose-gc and a preload that calls gc() on SIGUSR2, then gets ${GC_SETTLE_MS / 1000} s). Without them the result depends on when V8 last collected: the same server measured 4.0 to 5.9 KB per socket in runs minutes apart. The target uses the collected value.`,
     "Sockets open 100 at a time: each upgrade in flight may hold one keep-alive connection to the portal stub, and those count against the server's 20,000 fd limit too.",
   ]);
+  const nodeFlags = ["--expose-gc", "--import", GC_PRELOAD];
   for (const peer of peerNames(options.peers)) {
     try {
-      const row = await withEnv(peer, sockets, async (env) => {
-        await env.open(200, { concurrency: 100 });
-        await env.loadgen.closeAll();
-        await sleep(idleMs);
-        const rssBeforeBytes = env.server.rssBytes();
-        const opened = await env.open(sockets, { concurrency: 100 });
-        await sleep(idleMs);
-        const rssAfterBytes = env.server.rssBytes();
-        const stats = await env.loadgen.stats();
-        const open = stats.open;
-        return {
-          peer,
-          sockets: open,
-          requested: sockets,
-          failed: opened.failed,
-          closedByServer: stats.closed,
-          openDurationMs: opened.durationMs,
-          rssBeforeBytes,
-          rssAfterBytes,
-          bytesPerSocket: open > 0 ? Math.round((rssAfterBytes - rssBeforeBytes) / open) : null,
-        };
-      });
+      const row = await withEnv(
+        peer,
+        sockets,
+        async (env) => {
+          await env.open(200, { concurrency: 100 });
+          await env.loadgen.closeAll();
+          await sleep(idleMs);
+          const rssBeforeBytes = env.server.rssBytes();
+          const rssBeforeGcBytes = await rssAfterGc(env.server);
+          const opened = await env.open(sockets, { concurrency: 100 });
+          await sleep(idleMs);
+          const rssAfterBytes = env.server.rssBytes();
+          const rssAfterGcBytes = await rssAfterGc(env.server);
+          const stats = await env.loadgen.stats();
+          const open = stats.open;
+          return {
+            peer,
+            sockets: open,
+            requested: sockets,
+            failed: opened.failed,
+            closedByServer: stats.closed,
+            openDurationMs: opened.durationMs,
+            rssBeforeBytes,
+            rssAfterBytes,
+            bytesPerSocket: perSocket(rssBeforeBytes, rssAfterBytes, open),
+            rssBeforeGcBytes,
+            rssAfterGcBytes,
+            bytesPerSocketAfterGc: perSocket(rssBeforeGcBytes, rssAfterGcBytes, open),
+          };
+        },
+        nodeFlags,
+      );
       result.rows.push(row);
     } catch (error) {
       result.rows.push(failedRow(peer, error));
