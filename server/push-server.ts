@@ -289,11 +289,15 @@ class UwsPushServer implements PushServer {
 
   /**
    * Registers the socket and defers the rest to {@link #welcome}, in a
-   * microtask that runs after the upgrade's `res.cork()` has returned. In
-   * uWS.js 20.30, cork() reads the old HTTP response's state from memory that
-   * the upgrade released. Native work done here (a subscribe, a send, a log
-   * write) can reuse that memory, and cork() then closed the new socket with
-   * 1006 (uNetworking/uWebSockets pull request 1929).
+   * microtask that runs after the upgrade's `res.cork()` has returned.
+   *
+   * NOTE: in uWS.js 20.30, cork() then reads the old HTTP response's state
+   * from memory that the upgrade released, and now and then closes the new
+   * socket with 1006 (uNetworking/uWebSockets pull request 1929). Deferring
+   * the welcome does not prevent that, but it makes such a socket close
+   * before its welcome, having sent nothing. Clients treat a socket that
+   * closed before its welcome as a failed connect and reconnect with the
+   * same `last`, so no message is lost.
    */
   #onOpen(ws: WebSocket<Connection>): void {
     const connection = ws.getUserData();
@@ -309,6 +313,7 @@ class UwsPushServer implements PushServer {
    */
   #welcome(ws: WebSocket<Connection>, connection: Connection): void {
     if (connection.closed || connection.draining) return;
+    connection.welcomed = true;
     ws.cork(() => {
       const topics = socketTopics(connection);
       for (const topic of topics) ws.subscribe(topic);
@@ -373,7 +378,8 @@ class UwsPushServer implements PushServer {
       const { maxPayloadBytes } = this.#config;
       this.#logFrameRejection(connection, "too_large", { code, maxPayloadBytes });
     }
-    this.#logger.info({ ...connectionFields(connection), code }, "socket closed");
+    const { welcomed } = connection;
+    this.#logger.info({ ...connectionFields(connection), code, welcomed }, "socket closed");
     this.#drain.onClose();
   }
 

@@ -28,6 +28,8 @@ export interface Connection extends AuthIdentity, RevalidatedConnection {
   last: MessageId | undefined;
   /** True once shutdown waits for this socket's send buffer to drain before closing it. */
   draining: boolean;
+  /** True once the welcome frame was sent. */
+  welcomed: boolean;
 }
 
 /** Upgrades sockets that pass admission, and rejects the others with a JSON body. */
@@ -84,6 +86,7 @@ export class SocketUpgrade {
         revalidateAtS: undefined,
         last,
         draining: false,
+        welcomed: false,
       };
       // patpush defines no subprotocol, so the response names none. uWS calls the open
       // handler within upgrade(), so the address slot passes to the socket at once.
