@@ -12,6 +12,7 @@ const STATUS_LINES: Record<number, string> = {
   405: "405 Method Not Allowed",
   413: "413 Content Too Large",
   415: "415 Unsupported Media Type",
+  426: "426 Upgrade Required",
   429: "429 Too Many Requests",
   431: "431 Request Header Fields Too Large",
   500: "500 Internal Server Error",

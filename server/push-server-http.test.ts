@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { request } from "undici";
 import {
@@ -157,8 +158,33 @@ describe("health endpoint", { timeout: 30_000 }, () => {
     assert.deepEqual(reply.body, { status: "ok" });
   });
 
+  it("returns 426 for a GET without upgrade", async () => {
+    const plain = await get("/push");
+    assert.equal(plain.status, 426);
+    assert.deepEqual(plain.body, { error: "websocket upgrade required", path: "/push" });
+
+    // A handshake with a key of the wrong length is not a WebSocket upgrade either.
+    // undici refuses to send Upgrade headers, so this request goes over a plain socket.
+    const { port } = new URL(test.server.httpUrl);
+    const statusLine = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), "127.0.0.1", () => {
+        socket.write(
+          "GET /push HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n" +
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n" +
+            `Origin: ${ORIGIN}\r\n\r\n`,
+        );
+      });
+      socket.once("data", (data) => {
+        resolve(String(data).split("\r\n")[0] ?? "");
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+    assert.equal(statusLine, "HTTP/1.1 426 Upgrade Required");
+  });
+
   it("returns 404 elsewhere", async () => {
-    for (const path of ["/", "/push", "/push/other", "/healthz"]) {
+    for (const path of ["/", "/push/other", "/healthz"]) {
       const reply = await get(path);
       assert.equal(reply.status, 404, path);
       assert.deepEqual(reply.body, { error: "not found" });

@@ -269,6 +269,10 @@ class UwsPushServer implements PushServer {
       drain: (ws) => this.#drain.onDrain(ws),
       close: (ws, code, message) => this.#onClose(ws, code, message),
     });
+    // uWS passes a GET on the socket path without a valid WebSocket handshake on to here.
+    this.#app.get(path, (res) =>
+      writeJson(res, 426, { error: "websocket upgrade required", path }),
+    );
     this.#app.get(`${path}/auth`, (res, req) => this.#admission.onAuthRequest(res, req));
     this.#app.options(`${path}/auth`, (res, req) => this.#admission.onAuthPreflight(res, req));
     this.#app.get("/health", (res) => writeJson(res, 200, { status: "ok" }));
