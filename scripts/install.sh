@@ -6,6 +6,21 @@ install_log_prefix="${install_log_prefix:-install}"
 
 chromium_path="${PATPUSH_CHROMIUM:-/usr/bin/chromium}"
 
+# Installs Debian packages "$2..." with apt-get when running as root with
+# apt-get; "$1" names them in the messages. A failed install is reported, and
+# the caller's own check decides what happens next.
+apt_install() {
+  local label=$1
+  shift
+  if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then
+    return
+  fi
+  echo "$install_log_prefix: installing Debian's $label"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }; then
+    echo "$install_log_prefix: apt-get could not install $label" >&2
+  fi
+}
+
 install_npm_packages() {
   if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
     return
@@ -22,12 +37,7 @@ install_chromium() {
   if [ -x "$chromium_path" ]; then
     return
   fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "$install_log_prefix: installing Debian's chromium package"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
-      echo "$install_log_prefix: apt-get could not install chromium" >&2
-    fi
-  fi
+  apt_install "chromium package" chromium
   if [ ! -x "$chromium_path" ]; then
     echo "$install_log_prefix: Chromium not found at $chromium_path." >&2
     echo "$install_log_prefix: install Debian's package as root: apt-get install chromium" >&2
@@ -40,12 +50,7 @@ install_redis() {
   if command -v "${PATPUSH_REDIS_SERVER:-redis-server}" >/dev/null; then
     return
   fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "$install_log_prefix: installing Debian's redis-server package"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; then
-      echo "$install_log_prefix: apt-get could not install redis-server" >&2
-    fi
-  fi
+  apt_install "redis-server package" redis-server
   if ! command -v "${PATPUSH_REDIS_SERVER:-redis-server}" >/dev/null; then
     echo "$install_log_prefix: redis-server not found; tests start their own on a free port." >&2
     echo "$install_log_prefix: install Debian's package as root: apt-get install redis-server" >&2
@@ -60,12 +65,7 @@ install_python_redis() {
   if "$python" -c "import redis" 2>/dev/null; then
     return
   fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "$install_log_prefix: installing Debian's python3-redis package"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-redis >/dev/null; }; then
-      echo "$install_log_prefix: apt-get could not install python3-redis" >&2
-    fi
-  fi
+  apt_install "python3-redis package" python3 python3-redis
   if ! "$python" -c "import redis" 2>/dev/null; then
     echo "$install_log_prefix: $python cannot import redis." >&2
     echo "$install_log_prefix: install Debian's packages as root: apt-get install python3 python3-redis" >&2
@@ -82,12 +82,7 @@ install_python_celery() {
   if "$python" -c "import celery, redis, requests" 2>/dev/null; then
     return
   fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "$install_log_prefix: installing Debian's python3-celery, python3-redis and python3-requests packages"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-celery python3-redis python3-requests >/dev/null; }; then
-      echo "$install_log_prefix: apt-get could not install python3-celery" >&2
-    fi
-  fi
+  apt_install "python3-celery, python3-redis and python3-requests packages" python3 python3-celery python3-redis python3-requests
   if ! "$python" -c "import celery, redis, requests" 2>/dev/null; then
     echo "$install_log_prefix: $python cannot import celery, redis and requests; the Celery comparison is skipped." >&2
     echo "$install_log_prefix: install Debian's packages as root: apt-get install python3-celery python3-redis python3-requests" >&2

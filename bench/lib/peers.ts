@@ -183,16 +183,21 @@ export function socketioRoom(recipient: Recipient): string {
 
 const readyUrl = (port: number): string => `http://127.0.0.1:${port}/ready`;
 
+/** What the two patpush peers share: one push server, fed through two paths. */
+const PATPUSH_SERVER = {
+  protocol: "plain",
+  path: "/push",
+  printsReadyLine: false,
+  command: patpushCommand,
+  socketUrl: plainUrl("/push"),
+  readyUrl,
+} as const;
+
 /** The servers under test, by name. */
 export const PEERS: Record<PeerName, Peer> = {
   patpush: {
+    ...PATPUSH_SERVER,
     name: "patpush",
-    protocol: "plain",
-    path: "/push",
-    printsReadyLine: false,
-    command: patpushCommand,
-    socketUrl: plainUrl("/push"),
-    readyUrl,
     // The durable path that the dispatcher uses: XADD to the done stream.
     // publishDoneMessage() does the same per message, after a schema check.
     async publish(redis, messages) {
@@ -214,13 +219,8 @@ export const PEERS: Record<PeerName, Peer> = {
   // The same push server, fed through the fire-and-forget path: PUBLISH to the done
   // channel. Live messages are neither stored nor replayed, like the other peers' messages.
   "patpush-live": {
+    ...PATPUSH_SERVER,
     name: "patpush-live",
-    protocol: "plain",
-    path: "/push",
-    printsReadyLine: false,
-    command: patpushCommand,
-    socketUrl: plainUrl("/push"),
-    readyUrl,
     async publish(redis, messages) {
       const pipeline = redis.pipeline();
       for (const item of messages) pipeline.publish(PATPUSH_DONE_STREAM, JSON.stringify(item));

@@ -67,3 +67,22 @@ export function userTopic(user: string): string {
 export function channelTopic(channel: string): string {
   return `channel:${channel}`;
 }
+
+/** Recipient of one `bench:done` message: a user or a channel. */
+export type DoneRecipient = { user: string } | { channel: string };
+
+/**
+ * Returns the recipient named by the JSON text of a `bench:done` message, or
+ * undefined for text that is not JSON or names neither a user nor a channel.
+ */
+export function doneRecipient(text: string): DoneRecipient | undefined {
+  let parsed: { user?: unknown; channel?: unknown };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed.user === "string") return { user: parsed.user };
+  if (typeof parsed.channel === "string") return { channel: parsed.channel };
+  return undefined;
+}

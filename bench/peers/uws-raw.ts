@@ -16,6 +16,7 @@ import { locateUwsBinary, loadUws } from "../../server/uws.ts";
 import { AuthCheck, type PeerIdentity } from "./auth-check.ts";
 import {
   channelTopic,
+  doneRecipient,
   printReadyLine,
   readPeerSettings,
   userTopic,
@@ -90,17 +91,10 @@ app.any("/*", (res) => {
 
 /** Publishes one message of `bench:done` to its user or channel topic. */
 function deliver(text: string): void {
-  let parsed: { user?: unknown; channel?: unknown };
-  try {
-    parsed = JSON.parse(text) as typeof parsed;
-  } catch {
-    return;
-  }
-  if (typeof parsed.user === "string") {
-    app.publish(userTopic(parsed.user), text, false);
-  } else if (typeof parsed.channel === "string") {
-    app.publish(channelTopic(parsed.channel), text, false);
-  }
+  const recipient = doneRecipient(text);
+  if (recipient === undefined) return;
+  const topic = "user" in recipient ? userTopic(recipient.user) : channelTopic(recipient.channel);
+  app.publish(topic, text, false);
 }
 
 const subscriber = new Redis(settings.redisUrl);

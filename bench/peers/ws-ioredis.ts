@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { PEER_DONE_CHANNEL } from "../lib/peers.ts";
 import { AuthCheck, type PeerIdentity } from "./auth-check.ts";
 import {
+  doneRecipient,
   packageVersion,
   printReadyLine,
   readPeerSettings,
@@ -85,15 +86,10 @@ server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
 
 /** Sends one message of `bench:done` to its user's or channel's sockets. */
 function deliver(text: string): void {
-  let parsed: { user?: unknown; channel?: unknown };
-  try {
-    parsed = JSON.parse(text) as typeof parsed;
-  } catch {
-    return;
-  }
-  let targets: Set<WebSocket> | undefined;
-  if (typeof parsed.user === "string") targets = byUser.get(parsed.user);
-  else if (typeof parsed.channel === "string") targets = byChannel.get(parsed.channel);
+  const recipient = doneRecipient(text);
+  if (recipient === undefined) return;
+  const targets =
+    "user" in recipient ? byUser.get(recipient.user) : byChannel.get(recipient.channel);
   if (targets === undefined) return;
   for (const ws of targets) ws.send(text);
 }

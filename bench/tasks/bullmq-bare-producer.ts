@@ -9,7 +9,7 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { nowUs } from "../lib/clock.ts";
-import { readProducerSettings, runProducer } from "./pacing.ts";
+import { readProducerEnv, runProducer } from "./pacing.ts";
 import { BARE_QUEUE_NAME, type BareJobData } from "./bullmq-bare-job.ts";
 import {
   CSRF_TOKEN,
@@ -22,12 +22,7 @@ import {
   padding,
 } from "./task-payload.ts";
 
-const redisUrl = process.env.BENCH_REDIS_URL;
-const endpoint = process.env.BENCH_ENDPOINT_URL;
-if (redisUrl === undefined || endpoint === undefined) {
-  throw new Error("BENCH_REDIS_URL and BENCH_ENDPOINT_URL are required");
-}
-const settings = readProducerSettings(process.env);
+const { redisUrl, endpoint, settings } = readProducerEnv(process.env);
 const connection = new Redis(redisUrl);
 const queue = new Queue<BareJobData>(BARE_QUEUE_NAME, { connection });
 

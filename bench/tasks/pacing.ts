@@ -30,6 +30,23 @@ export interface ProducerSettings {
   deadlineMs: number;
 }
 
+/** Environment of a producer child: its Redis, the portal endpoint's origin and its loop. */
+export interface ProducerEnv {
+  redisUrl: string;
+  endpoint: string;
+  settings: ProducerSettings;
+}
+
+/** Reads BENCH_REDIS_URL, BENCH_ENDPOINT_URL and the loop settings; throws when one is missing. */
+export function readProducerEnv(env: NodeJS.ProcessEnv): ProducerEnv {
+  const redisUrl = env.BENCH_REDIS_URL;
+  const endpoint = env.BENCH_ENDPOINT_URL;
+  if (redisUrl === undefined || endpoint === undefined) {
+    throw new Error("BENCH_REDIS_URL and BENCH_ENDPOINT_URL are required");
+  }
+  return { redisUrl, endpoint, settings: readProducerSettings(env) };
+}
+
 /** Reads BENCH_MODE, BENCH_COUNT, BENCH_RATE, BENCH_WINDOW and BENCH_DEADLINE_MS. */
 export function readProducerSettings(env: NodeJS.ProcessEnv): ProducerSettings {
   const mode = env.BENCH_MODE === "paced" ? "paced" : "burst";

@@ -11,7 +11,7 @@ import { BullmqQueue } from "../../tasks/bullmq-queue.ts";
 import { TaskProducer } from "../../tasks/producer.ts";
 import { createLogger } from "../../common/logger.ts";
 import { nowUs } from "../lib/clock.ts";
-import { readProducerSettings, runProducer } from "./pacing.ts";
+import { readProducerEnv, runProducer } from "./pacing.ts";
 import {
   BENCH_ENCRYPTION_KEY,
   CSRF_TOKEN,
@@ -22,12 +22,7 @@ import {
   portalRequest,
 } from "./task-payload.ts";
 
-const redisUrl = process.env.BENCH_REDIS_URL;
-const endpoint = process.env.BENCH_ENDPOINT_URL;
-if (redisUrl === undefined || endpoint === undefined) {
-  throw new Error("BENCH_REDIS_URL and BENCH_ENDPOINT_URL are required");
-}
-const settings = readProducerSettings(process.env);
+const { redisUrl, endpoint, settings } = readProducerEnv(process.env);
 const logger = createLogger({ level: "warn" });
 const config = { allowedOrigins: [endpoint], encryptionKey: BENCH_ENCRYPTION_KEY };
 const queue = new BullmqQueue({ redisUrl, config, logger });
